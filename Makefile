@@ -1,0 +1,33 @@
+# Two entry points: `make serve` and `make test`. Both bootstrap what they need on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: setup repository serve triton test lock clean
+
+setup: $(STAMP)
+
+# torch first and alone: the local CPU wheel; anything else could pull a CUDA build (PLATFORM.md).
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# Export every model that has no version yet (seeded reference weights unless you export your own).
+repository: setup
+	$(BIN)/djserve export --if-missing
+
+serve: repository
+	$(BIN)/djserve triton
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | sed '1i # Full lock of the dev environment (pip install -c constraints.txt). Regenerate: make lock' > constraints.txt
+
+clean:
+	rm -rf .djserve model_repository/*/.staging-*

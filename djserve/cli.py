@@ -1,0 +1,121 @@
+"""`djserve`: export models into the Triton repository and run the embedded Triton."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from djserve.quiet import quiet_frameworks
+from djserve.settings import settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+RepositoryOpt = Annotated[
+    Optional[Path], typer.Option("--repository", "-r", help="Triton model repository (default: DJSERVE_REPOSITORY or ./model_repository)")
+]
+
+
+@app.command()
+def export(
+    models: Annotated[Optional[list[str]], typer.Argument(help="models to export (default: all)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="weights: torch state_dict, .keras file or HF directory (one model only)")] = None,
+    repository: RepositoryOpt = None,
+    tolerance: Annotated[float, typer.Option(help="max abs ONNX-vs-source difference")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="seed of the reference weights when no checkpoint is given")] = 0,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="skip models that already have a version")] = False,
+) -> None:
+    """Export models to ONNX as NEW numbered versions, after a numerical parity check."""
+    quiet_frameworks()
+    from djserve.repository import ModelRepository
+    from djserve.specs import EXPORTED
+    from exporters.errors import ExportError
+    from exporters.export import export_model
+
+    repo_path = repository or settings().repository
+    names = models or list(EXPORTED)
+    unknown = [n for n in names if n not in EXPORTED]
+    if unknown:
+        _fail(f"unknown model(s) {', '.join(unknown)}; exportable: {', '.join(EXPORTED)}")
+    if checkpoint is not None and len(names) != 1:
+        _fail("--checkpoint needs exactly one model")
+    if if_missing:
+        names = [n for n in names if not ModelRepository(repo_path).versions(n)]
+        if not names:
+            console.print(f"[green]every model already has a version in {repo_path}")
+            return
+    for i, name in enumerate(names, 1):
+        with console.status(f"[{i}/{len(names)}] {name}: starting") as status:
+            try:
+                result = export_model(
+                    name,
+                    repo_path,
+                    checkpoint=checkpoint,
+                    tolerance=tolerance,
+                    seed=seed,
+                    progress=lambda step, name=name, i=i: status.update(f"[{i}/{len(names)}] {name}: {step}"),
+                )
+            except ExportError as exc:
+                _fail(str(exc))
+        worst = max(result.max_abs_diff.values(), default=0.0)
+        console.print(f"[green]✓[/] {name} -> {result.path} (parity max abs diff {worst:.1e})")
+
+
+@app.command()
+def configs(
+    repository: RepositoryOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="only verify; exit 1 if a config differs from its spec")] = False,
+) -> None:
+    """Write (or check) every model's config.pbtxt from its spec."""
+    from djserve.repository import ModelRepository, render_config
+    from djserve.specs import ALL
+
+    repo = ModelRepository(repository or settings().repository)
+    stale = []
+    for spec in ALL.values():
+        path = repo.model_dir(spec.name) / "config.pbtxt"
+        if check:
+            if not path.exists() or path.read_text() != render_config(spec):
+                stale.append(str(path))
+        else:
+            repo.write_config(spec)
+    if stale:
+        _fail("config.pbtxt out of date with the specs (run `djserve configs`): " + ", ".join(stale))
+    console.print(f"[green]✓[/] {len(ALL)} configs {'match their specs' if check else 'written'} in {repo.root}")
+
+
+@app.command()
+def triton(
+    repository: RepositoryOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="bind address (default 127.0.0.1: loopback only)")] = None,
+    http_port: Annotated[Optional[int], typer.Option()] = None,
+    grpc_port: Annotated[Optional[int], typer.Option()] = None,
+    metrics_port: Annotated[Optional[int], typer.Option()] = None,
+) -> None:
+    """Run the real tritonserver on the repository in the foreground (all models loaded)."""
+    from djserve.triton import TritonError, TritonServer, TritonSettings
+
+    cfg = settings()
+    overrides = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}
+    try:
+        server_settings = TritonSettings(
+            model_repository=repository or cfg.repository,
+            backend_dir=cfg.state_dir / "backends",
+            log_file=cfg.state_dir / "logs" / "tritonserver.log",
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        raise typer.Exit(TritonServer(server_settings).run_foreground())
+    except TritonError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

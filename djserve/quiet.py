@@ -1,0 +1,17 @@
+"""Silence the frameworks' import-time chatter so CLI output stays readable."""
+
+import logging
+import os
+import warnings
+
+
+def quiet_frameworks() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore")
+    for name in ("torch.onnx", "torch.export", "torch._dynamo", "tf2onnx", "tensorflow", "absl", "transformers", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -1,0 +1,141 @@
+"""The shape of a model contract.
+
+A `ModelSpec` is the single source of truth for one Triton model: the exporter builds the ONNX
+graph's input/output names and dynamic axes from it, `djserve.repository` renders its
+`config.pbtxt` from it, the tests and the clients build and check tensors from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import numpy as np
+
+Framework = Literal["pytorch", "keras", "transformers", "python", "ensemble"]
+
+#: Triton data type -> numpy dtype. Only the types the contracts use.
+NUMPY_DTYPES: Mapping[str, type] = {
+    "FP32": np.float32,
+    "INT64": np.int64,
+    "BYTES": np.object_,
+}
+
+Dim = int | str
+"""A positive int is a fixed size; a string names a dynamic axis ("time", "tokens", ...).
+Two tensors that name the same axis must agree on its size in one request."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: Literal["FP32", "INT64", "BYTES"]
+    dims: tuple[Dim, ...]
+    """Shape WITHOUT the batch axis (Triton's `dims` when max_batch_size > 0)."""
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    """Names of the entries of the last axis (scores), if any."""
+    value_range: tuple[float, float] = (0.0, 1.0)
+    """Valid values: [lo, hi] for floats, [lo, hi) for integers. Used to draw test inputs."""
+
+    @property
+    def triton_dims(self) -> list[int]:
+        return [d if isinstance(d, int) else -1 for d in self.dims]
+
+    @property
+    def numpy_dtype(self) -> type:
+        return NUMPY_DTYPES[self.dtype]
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        """Dynamic axes of the full batched tensor (axis 0 is always the batch)."""
+        axes = {0: "batch"}
+        axes.update({i + 1: d for i, d in enumerate(self.dims) if isinstance(d, str)})
+        return axes
+
+    def shape(self, batch: int, axes: Mapping[str, int]) -> tuple[int, ...]:
+        """Concrete batched shape, taking dynamic axis sizes from `axes`."""
+        return (batch, *(d if isinstance(d, int) else axes[d] for d in self.dims))
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 2000
+    """How long Triton may hold a request to form a larger batch."""
+    dynamic: bool = True
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    model: str
+    input_map: Mapping[str, str]
+    """step model's input name -> ensemble tensor name"""
+    output_map: Mapping[str, str]
+    """step model's output name -> ensemble tensor name"""
+    version: int = -1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    framework: Framework
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batching: Batching
+    description: str
+    decisions: str = ""
+    """Where the design documents contradict each other or cannot run: what we chose and why."""
+    instance_count: int = 1
+    instance_kind: Literal["KIND_AUTO", "KIND_CPU"] = "KIND_AUTO"
+    """KIND_AUTO: GPU where Triton sees one (NGC container), CPU here. Python steps are KIND_CPU."""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    """Rendered into config.pbtxt `parameters` (backend options, tables for python steps)."""
+    versions_kept: int = 2
+    """version_policy latest{num_versions}: the stable version and one candidate stay loaded."""
+    steps: tuple[EnsembleStep, ...] = ()
+    parity_axes: tuple[Mapping[str, int], ...] = ({},)
+    """Dynamic-axis sizes of the random batches the exporter's parity check runs."""
+
+    @property
+    def is_exported(self) -> bool:
+        """Exported models get ONNX versions; python steps and ensembles are committed code."""
+        return self.framework in ("pytorch", "keras", "transformers")
+
+    def input(self, name: str) -> TensorSpec:
+        return _by_name(self.inputs, name, self.name)
+
+    def output(self, name: str) -> TensorSpec:
+        return _by_name(self.outputs, name, self.name)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def random_inputs(
+        self, batch: int, axes: Mapping[str, int], rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """A valid random request: floats uniform in value_range, ints in [lo, hi)."""
+        feeds: dict[str, np.ndarray] = {}
+        for t in self.inputs:
+            shape = t.shape(batch, axes)
+            lo, hi = t.value_range
+            if t.dtype == "FP32":
+                feeds[t.name] = rng.uniform(lo, hi, size=shape).astype(np.float32)
+            elif t.dtype == "INT64":
+                feeds[t.name] = rng.integers(int(lo), int(hi), size=shape, dtype=np.int64)
+            else:
+                raise ValueError(f"{self.name}.{t.name}: no random sampler for {t.dtype}")
+        return feeds
+
+
+def _by_name(tensors: tuple[TensorSpec, ...], name: str, model: str) -> TensorSpec:
+    for t in tensors:
+        if t.name == name:
+            return t
+    raise KeyError(f"model {model!r} has no tensor {name!r}")

@@ -1,0 +1,43 @@
+"""`creative`: CreativeAnalysisModel (TensorFlow/Keras, S1:166-222).
+
+Decisions:
+- The audio-feature sequence is the judge's `mixing_features` [B,S,32]: frame descriptors over
+  the set are what energy flow and track selection are judged on, and the ensemble feeds both
+  models one tensor.
+- Track metadata arrives as token ids [B,L] (vocab 10,000, id 0 = padding/unknown); the gateway
+  hashes metadata words into that vocabulary. L >= 1.
+- Conv1D uses padding="same" (the seed's valid padding needs S >= 5); no other change.
+- Four heads concatenated into `creative_scores` [B,4].
+"""
+
+from djserve.specs.base import Batching, ModelSpec, TensorSpec
+from djserve.specs.judge import MIXING_FEATURES
+
+VOCAB_SIZE = 10_000
+
+METADATA_TOKENS = TensorSpec(
+    "metadata_tokens",
+    "INT64",
+    ("tokens",),
+    "track metadata words hashed into [0, 10000); 0 = padding",
+    value_range=(0, VOCAB_SIZE),
+)
+
+SPEC = ModelSpec(
+    name="creative",
+    framework="keras",
+    inputs=(MIXING_FEATURES, METADATA_TOKENS),
+    outputs=(
+        TensorSpec(
+            "creative_scores",
+            "FP32",
+            (4,),
+            "sigmoid scores in [0,1]",
+            labels=("track_selection", "energy_flow", "genre_mixing", "originality"),
+        ),
+    ),
+    batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
+    description="Creative analysis: selection, energy flow, genre mixing, originality",
+    decisions=__doc__ or "",
+    parity_axes=({"steps": 16, "tokens": 8}, {"steps": 64, "tokens": 1}, {"steps": 3, "tokens": 24}),
+)

@@ -1,0 +1,38 @@
+"""`judge`: the AI Judge (PyTorch, S0:189-347) with the registered contract S0:852-866.
+
+Decisions:
+- Output is only `component_scores` [B,4]. S0's forward returns a nested dict with a per-genre
+  `overall_score`; the genre weighting moves to the `battle_judge` ensemble, so one model serves
+  every genre instead of one model per genre (S0:1035 `ai-judge-{genre}`).
+- The S0 architecture is kept as written (S2 Lab's variant, EXTRACT 1.3, needs MFCC/bpm inputs no
+  contract defines). Mixing features are S0's [B,S,32] (not S2's [10,4]); the gateway defines the 32.
+- Time and steps are dynamic (nominally 1024 frames); at least 4 frames (two 2x2 max-pools).
+"""
+
+from djserve.specs.base import Batching, ModelSpec, TensorSpec
+from djserve.specs.genres import JUDGE_COMPONENTS
+
+AUDIO_FEATURES = TensorSpec(
+    "audio_features",
+    "FP32",
+    (1, 128, "frames"),
+    "128-bin log-mel, dB scaled to [0,1] by (dB+80)/80, nominally 1024 frames",
+)
+MIXING_FEATURES = TensorSpec(
+    "mixing_features", "FP32", ("steps", 32), "32 mixing descriptors per step, each in [0,1]"
+)
+
+SPEC = ModelSpec(
+    name="judge",
+    framework="pytorch",
+    inputs=(AUDIO_FEATURES, MIXING_FEATURES),
+    outputs=(
+        TensorSpec(
+            "component_scores", "FP32", (4,), "sigmoid scores in [0,1]", labels=JUDGE_COMPONENTS
+        ),
+    ),
+    batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
+    description="AI Judge: four component scores of a DJ set window",
+    decisions=__doc__ or "",
+    parity_axes=({"frames": 64, "steps": 8}, {"frames": 1024, "steps": 64}, {"frames": 200, "steps": 1}),
+)

@@ -1,0 +1,33 @@
+"""`technical`: TechnicalPerformanceModel (TensorFlow/Keras, S1:79-164).
+
+Decisions (the seed's call() cannot run, EXTRACT 6.3):
+- Input is the judge's tensor, `audio_features` [B,1,128,T], so one ensemble input feeds both.
+  The model transposes it to channels-last [B,128,T,1] itself.
+- The seed pools time away (GlobalAveragePooling2D) and then reshapes to [B,T,256]. Here the conv
+  stack (64/128/256 filters, two 2x2 max-pools, as the seed) is averaged over the mel axis only,
+  giving a [B,T/4,256] sequence; LSTM(128, seq) -> MultiHeadAttention(8 heads, key_dim 64) over
+  time (the seed attended over a length-1 sequence) -> LSTM(64) -> four sigmoid heads.
+- The four heads are concatenated into one output `technical_scores` [B,4] named by `labels`.
+"""
+
+from djserve.specs.base import Batching, ModelSpec, TensorSpec
+from djserve.specs.judge import AUDIO_FEATURES
+
+SPEC = ModelSpec(
+    name="technical",
+    framework="keras",
+    inputs=(AUDIO_FEATURES,),
+    outputs=(
+        TensorSpec(
+            "technical_scores",
+            "FP32",
+            (4,),
+            "sigmoid scores in [0,1]",
+            labels=("bpm_accuracy", "beat_alignment", "transition_quality", "pitch_stability"),
+        ),
+    ),
+    batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
+    description="Technical performance: beat matching, alignment, transitions, pitch",
+    decisions=__doc__ or "",
+    parity_axes=({"frames": 64}, {"frames": 256}, {"frames": 36}),
+)

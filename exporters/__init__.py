@@ -1,0 +1,1 @@
+"""Model exporters: PyTorch, Keras and transformers source models -> ONNX versions in the Triton repository."""

@@ -1,0 +1,50 @@
+"""TechnicalPerformanceModel (seed S1:79-164) as a functional Keras 3 model.
+
+See `djserve.specs.technical` for the decisions: channels-last conv stack as the seed, mean over
+the mel axis only -> [B, T/4, 256] sequence, LSTM(128) -> self-attention over time -> LSTM(64),
+four sigmoid heads concatenated into `technical_scores`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from djserve.specs import technical as _spec
+
+SPEC = _spec.SPEC
+
+_INPUT = SPEC.inputs[0]  # audio_features [B, 1, 128, frames]
+_MELS = _INPUT.dims[1]
+_POOLS = 2  # two 2x2 max-pools, as the seed
+_HEADS = SPEC.outputs[0].labels  # bpm_accuracy, beat_alignment, transition_quality, pitch_stability
+
+
+def build_model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(_INPUT.dims[0], _MELS, None), dtype="float32", name=_INPUT.name)
+    x = layers.Permute((2, 3, 1), name="to_channels_last")(inp)  # [B, 128, T, 1]
+
+    x = layers.Conv2D(64, (3, 3), activation="relu", padding="same", name="conv1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.MaxPooling2D((2, 2), name="pool1")(x)
+    x = layers.Conv2D(128, (3, 3), activation="relu", padding="same", name="conv2")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.MaxPooling2D((2, 2), name="pool2")(x)
+    x = layers.Conv2D(256, (3, 3), activation="relu", padding="same", name="conv3")(x)
+    x = layers.BatchNormalization(name="bn3")(x)  # [B, 128/4, T/4, 256]
+
+    # Mean over the mel axis only, with built-in layers (no Lambda, so .keras files load in safe mode).
+    mel_left = _MELS // 2**_POOLS
+    x = layers.AveragePooling2D((mel_left, 1), name="mel_mean")(x)  # [B, 1, T/4, 256]
+    x = layers.Reshape((-1, 256), name="to_sequence")(x)  # [B, T/4, 256]
+
+    x = layers.LSTM(128, return_sequences=True, name="lstm1")(x)
+    x = layers.Dropout(0.3, name="dropout1")(x)
+    x = layers.MultiHeadAttention(num_heads=8, key_dim=64, name="attention")(x, x)
+    x = layers.LSTM(64, name="lstm2")(x)
+    x = layers.Dropout(0.3, name="dropout2")(x)
+
+    heads = [layers.Dense(1, activation="sigmoid", name=label)(x) for label in _HEADS]
+    out = layers.Concatenate(axis=-1, name=SPEC.outputs[0].name)(heads)
+    return keras.Model(inputs=inp, outputs=out, name=SPEC.name)

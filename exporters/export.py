@@ -1,0 +1,86 @@
+"""Export one model: load -> ONNX -> parity gate -> a NEW numbered version (or nothing at all)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from djserve.repository import ModelRepository, VersionMetadata
+from djserve.repository.layout import METADATA_FILE, UNTRAINED
+from djserve.specs import EXPORTED
+from exporters import sources
+from exporters.errors import ExportError
+from exporters.parity import DEFAULT_TOLERANCE, check_parity
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    model: str
+    version: int
+    path: Path
+    max_abs_diff: dict[str, float]
+
+
+def export_model(
+    name: str,
+    repository: Path,
+    checkpoint: Path | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    seed: int = 0,
+    progress: Progress = lambda step: None,
+) -> ExportResult:
+    if name not in EXPORTED:
+        raise ExportError(f"unknown model {name!r}; exportable: {', '.join(EXPORTED)}")
+    spec = EXPORTED[name]
+    checkpoint = checkpoint.expanduser().resolve() if checkpoint else None
+
+    progress("loading weights" + (f" from {checkpoint}" if checkpoint else " (seeded reference)"))
+    source = sources.load_source(name, checkpoint, seed)
+    progress("exporting to ONNX")
+    proto = source.export(source.parity_feeds[0][1])
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{name}: the exported ONNX graph is invalid: {exc}") from exc
+    _check_io(proto, name)
+    progress(f"checking parity on {len(source.parity_feeds)} batches (tolerance {tolerance:.0e})")
+    report = check_parity(spec, proto, source.run, source.parity_feeds, tolerance)
+
+    progress("writing the new version")
+    repo = ModelRepository(repository)
+    with repo.stage_version(spec) as staging:
+        onnx.save_model(proto, staging / "model.onnx")
+        source.write_extras(staging)
+        meta = VersionMetadata(
+            model=name,
+            version=0,  # set to the real number when the staged dir is committed
+            source_framework=spec.framework,
+            framework_version=source.framework_version,
+            weights=str(checkpoint) if checkpoint else UNTRAINED,
+            checkpoint_sha256=sources.checkpoint_sha256(checkpoint),
+            parity=report.to_dict(),
+            exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            exporter="djserve",
+            onnx_opset=max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
+            extra={"seed": seed} if checkpoint is None else {},
+        )
+        (staging / METADATA_FILE).write_text(meta.to_json())
+    version = repo.latest(name)
+    assert version is not None
+    return ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff)
+
+
+def _check_io(proto: onnx.ModelProto, name: str) -> None:
+    spec = EXPORTED[name]
+    inputs = [i.name for i in proto.graph.input]
+    outputs = [o.name for o in proto.graph.output]
+    if inputs != spec.input_names or outputs != spec.output_names:
+        raise ExportError(
+            f"{name}: ONNX graph I/O {inputs} -> {outputs} does not match the spec {spec.input_names} -> {spec.output_names}"
+        )

@@ -1,0 +1,72 @@
+"""Shared fixtures: one exported repository and one real Triton for the whole session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from djserve.quiet import quiet_frameworks
+from djserve.settings import PROJECT_ROOT
+
+quiet_frameworks()
+
+COMMITTED_REPOSITORY = PROJECT_ROOT / "model_repository"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def copy_committed_repository(target: Path) -> Path:
+    """The repository as committed (configs, python steps, ensembles), without exported versions."""
+    from djserve.specs import EXPORTED
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        if Path(directory).name in EXPORTED:
+            return [n for n in names if n.isdigit() or n.startswith(".staging")]
+        return [n for n in names if n == "__pycache__"]
+
+    shutil.copytree(COMMITTED_REPOSITORY, target, ignore=ignore)
+    return target
+
+
+@pytest.fixture(scope="session")
+def exported_repository(tmp_path_factory) -> Path:
+    """Every model exported once (seeded reference weights) into a fresh repository."""
+    from djserve.specs import EXPORTED
+    from exporters.export import export_model
+
+    repo = copy_committed_repository(tmp_path_factory.mktemp("exported") / "model_repository")
+    for name in EXPORTED:
+        export_model(name, repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(exported_repository, tmp_path_factory):
+    """A real tritonserver on free loopback ports with every model and ensemble loaded."""
+    from djserve.triton import TritonServer, TritonSettings
+
+    settings = TritonSettings(
+        model_repository=exported_repository,
+        backend_dir=tmp_path_factory.mktemp("backends"),
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+    )
+    with TritonServer(settings, log_file=tmp_path_factory.mktemp("logs") / "triton.log") as server:
+        yield server
+
+
+@pytest.fixture(params=["grpc", "http"])
+def client(request, triton):
+    from clients import TritonModelClient
+
+    url = triton.grpc_url if request.param == "grpc" else triton.http_url.removeprefix("http://")
+    with TritonModelClient(url, protocol=request.param) as c:
+        yield c
