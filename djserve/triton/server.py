@@ -206,7 +206,17 @@ class TritonServer:
         self._log_handle.write(f"\n=== djserve: starting tritonserver at {time.ctime()} ===\n".encode())
         self._log_handle.flush()
         self._log_offset = self._log_handle.tell()
-        self.process = subprocess.Popen(
+        try:
+            self.process = self._popen(binary)
+        except OSError as e:
+            self._log_handle.close()
+            self._log_handle = None
+            raise TritonSetupError(f"cannot execute {binary}: {e}") from e
+        atexit.register(self.stop)
+        return self
+
+    def _popen(self, binary: Path) -> subprocess.Popen:
+        return subprocess.Popen(
             self.settings.argv(binary, shm_prefix=self.shm_prefix),
             stdin=subprocess.DEVNULL,
             stdout=self._log_handle,
@@ -216,8 +226,6 @@ class TritonServer:
             # its stubs directly, and stop() can signal the whole group at once.
             start_new_session=True,
         )
-        atexit.register(self.stop)
-        return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Poll `/v2/health/ready` until 200. Raise TritonStartError (with the log tail) if the
