@@ -11,6 +11,7 @@ setup: $(STAMP)
 
 # torch first and alone: the local CPU wheel; anything else could pull a CUDA build (PLATFORM.md).
 $(STAMP): pyproject.toml constraints.txt
+	@echo "Setting up $(VENV) with the pinned dependencies (first time: 3-4 minutes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'

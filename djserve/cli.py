@@ -33,7 +33,7 @@ def export(
     from djserve.repository import ModelRepository
     from djserve.specs import EXPORTED
     from exporters.errors import ExportError
-    from exporters.export import export_model
+    from exporters.isolated import export_isolated
 
     repo_path = repository or settings().repository
     names = models or list(EXPORTED)
@@ -50,7 +50,7 @@ def export(
     for i, name in enumerate(names, 1):
         with console.status(f"[{i}/{len(names)}] {name}: starting") as status:
             try:
-                result = export_model(
+                result = export_isolated(
                     name,
                     repo_path,
                     checkpoint=checkpoint,
@@ -85,6 +85,38 @@ def configs(
     if stale:
         _fail("config.pbtxt out of date with the specs (run `djserve configs`): " + ", ".join(stale))
     console.print(f"[green]✓[/] {len(ALL)} configs {'match their specs' if check else 'written'} in {repo.root}")
+
+
+@app.command()
+def models(markdown: Annotated[bool, typer.Option("--markdown", help="print the README's model table")] = False) -> None:
+    """The model contracts: every Triton model's inputs, outputs and batching, from the specs."""
+    from djserve.specs import ALL
+
+    rows = [("model", "kind", "inputs", "outputs", "max batch")]
+    for spec in ALL.values():
+        rows.append((
+            f"`{spec.name}`",
+            spec.framework,
+            ", ".join(_tensor(t) for t in spec.inputs),
+            ", ".join(_tensor(t) for t in spec.outputs),
+            str(spec.batching.max_batch_size),
+        ))
+    if markdown:
+        print("| " + " | ".join(rows[0]) + " |\n|" + " --- |" * len(rows[0]))
+        for row in rows[1:]:
+            print("| " + " | ".join(row) + " |")
+        return
+    from rich.table import Table
+
+    table = Table(*rows[0])
+    for row in rows[1:]:
+        table.add_row(*(c.replace("`", "") for c in row))
+    Console().print(table)
+
+
+def _tensor(t) -> str:
+    dims = ",".join(str(d) for d in ("B", *t.dims))
+    return f"{t.name} {t.dtype}[{dims}]"
 
 
 @app.command()

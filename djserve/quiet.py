@@ -13,5 +13,5 @@ def quiet_frameworks() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")
-    for name in ("torch.onnx", "torch.export", "torch._dynamo", "tf2onnx", "tensorflow", "absl", "transformers", "onnxscript"):
+    for name in ("torch", "tf2onnx", "tensorflow", "absl", "transformers", "onnxscript"):
         logging.getLogger(name).setLevel(logging.ERROR)

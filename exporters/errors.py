@@ -11,3 +11,9 @@ class CheckpointError(ExportError):
 
 class ParityError(ExportError):
     """ONNX Runtime does not reproduce the source framework's outputs within the tolerance."""
+
+
+def one_line(error: object, limit: int = 300) -> str:
+    """An exception's text folded to one line, for messages that must stay one line."""
+    text = " ".join(str(error).split())
+    return text[:limit] + ("..." if len(text) > limit else "")

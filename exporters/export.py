@@ -14,6 +14,7 @@ from djserve.repository.layout import METADATA_FILE, UNTRAINED
 from djserve.specs import EXPORTED
 from exporters import sources
 from exporters.errors import ExportError
+from exporters.onnx_contract import check_graph
 from exporters.parity import DEFAULT_TOLERANCE, check_parity
 
 Progress = Callable[[str], None]
@@ -48,7 +49,7 @@ def export_model(
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
         raise ExportError(f"{name}: the exported ONNX graph is invalid: {exc}") from exc
-    _check_io(proto, name)
+    check_graph(proto, spec)
     progress(f"checking parity on {len(source.parity_feeds)} batches (tolerance {tolerance:.0e})")
     report = check_parity(spec, proto, source.run, source.parity_feeds, tolerance)
 
@@ -74,13 +75,3 @@ def export_model(
     version = repo.latest(name)
     assert version is not None
     return ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff)
-
-
-def _check_io(proto: onnx.ModelProto, name: str) -> None:
-    spec = EXPORTED[name]
-    inputs = [i.name for i in proto.graph.input]
-    outputs = [o.name for o in proto.graph.output]
-    if inputs != spec.input_names or outputs != spec.output_names:
-        raise ExportError(
-            f"{name}: ONNX graph I/O {inputs} -> {outputs} does not match the spec {spec.input_names} -> {spec.output_names}"
-        )

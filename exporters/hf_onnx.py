@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from djserve.specs.base import ModelSpec
 from exporters import torch_onnx
-from exporters.errors import CheckpointError
+from exporters.errors import CheckpointError, one_line
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -54,8 +54,7 @@ def load_hf(spec: ModelSpec, directory: Path) -> HFCheckpoint:
         model = AutoModelForSequenceClassification.from_pretrained(directory, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise CheckpointError(f"{spec.name}: cannot load {directory}: {type(exc).__name__}: {first}") from None
+        raise CheckpointError(f"{spec.name}: cannot load {directory}: {type(exc).__name__}: {one_line(exc)}") from None
     labels = spec.output("logits").labels
     if model.config.num_labels != len(labels):
         raise CheckpointError(

@@ -25,6 +25,8 @@ import numpy as np
 
 from djserve.specs.base import ModelSpec, TensorSpec
 from exporters.errors import CheckpointError, ExportError
+from exporters.errors import one_line as _one_line
+from exporters.onnx_contract import check_graph
 
 _NP_NAMES = {"FP32": "float32", "INT64": "int64"}
 
@@ -142,16 +144,7 @@ def to_onnx(model, spec: ModelSpec, opset: int = 17):
     _rename(graph, [i.name for i in graph_inputs], [s.name for s in signature])
     _rename(graph, [o.name for o in graph.output], list(model.output_names))
 
-    got_in = [i.name for i in graph_inputs]
-    got_out = [o.name for o in graph.output]
-    if sorted(got_in) != sorted(spec.input_names) or got_out != spec.output_names:
-        raise ExportError(
-            f"{spec.name}: ONNX names {got_in} -> {got_out} != contract {spec.input_names} -> {spec.output_names}"
-        )
-    for value_info in graph_inputs:
-        _check_and_name_axes(spec.name, "input", value_info, spec.input(value_info.name))
-    for value_info in graph.output:
-        _check_and_name_axes(spec.name, "output", value_info, spec.output(value_info.name))
+    check_graph(proto, spec)
     try:
         onnx.checker.check_model(proto)
     except Exception as e:  # noqa: BLE001
@@ -206,35 +199,5 @@ def _rename(graph, old: list[str], new: list[str]) -> None:
                 vi.name = b
 
 
-def _check_and_name_axes(model: str, kind: str, value_info, want: TensorSpec) -> None:
-    """Batch and named axes must stay dynamic, fixed ones must match; name the dynamic ones."""
-    tensor_type = value_info.type.tensor_type
-    if not tensor_type.HasField("shape"):
-        if kind == "input":
-            raise ExportError(f"{model}: ONNX {kind} {want.name!r} has no shape")
-        return
-    dims = tensor_type.shape.dim
-    expected = ("batch", *want.dims)
-    if len(dims) != len(expected):
-        raise ExportError(f"{model}: ONNX {kind} {want.name!r} has rank {len(dims)}, contract {len(expected)}")
-    for dim, exp in zip(dims, expected):
-        if isinstance(exp, int):
-            if dim.HasField("dim_value") and dim.dim_value != exp:
-                raise ExportError(f"{model}: ONNX {kind} {want.name!r} has dim {dim.dim_value}, contract {exp}")
-            if not dim.HasField("dim_value"):
-                dim.dim_value = exp
-        else:
-            if dim.HasField("dim_value"):
-                raise ExportError(
-                    f"{model}: ONNX {kind} {want.name!r} axis {exp!r} was frozen to {dim.dim_value}"
-                )
-            dim.dim_param = exp
-
-
 def _fmt(shape: tuple) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
-
-
-def _one_line(error: object) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] + ("..." if len(text) > 300 else "")

@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from djserve.specs.base import ModelSpec
-from exporters.errors import CheckpointError, ExportError
+from exporters.errors import CheckpointError, ExportError, one_line
 
 OPSET = 18
 
@@ -28,7 +28,7 @@ def load_torch(spec: ModelSpec, build: Callable[[int], torch.nn.Module], checkpo
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{spec.name}: {checkpoint} is not a PyTorch state_dict ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise CheckpointError(f"{spec.name}: {checkpoint} is not a PyTorch state_dict ({type(exc).__name__}: {one_line(exc)})") from None
     if isinstance(state, dict):
         state = state.get("model_state_dict", state.get("state_dict", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -79,9 +79,5 @@ def to_onnx(model: torch.nn.Module, spec: ModelSpec, example: dict[str, np.ndarr
             verbose=False,
         )
     except Exception as exc:
-        raise ExportError(f"{spec.name}: torch.onnx.export failed: {_first_line(exc)}") from exc
+        raise ExportError(f"{spec.name}: torch.onnx.export failed: {one_line(exc)}") from exc
     return program.model_proto
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]

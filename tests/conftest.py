@@ -39,11 +39,11 @@ def copy_committed_repository(target: Path) -> Path:
 def exported_repository(tmp_path_factory) -> Path:
     """Every model exported once (seeded reference weights) into a fresh repository."""
     from djserve.specs import EXPORTED
-    from exporters.export import export_model
+    from exporters.isolated import export_isolated
 
     repo = copy_committed_repository(tmp_path_factory.mktemp("exported") / "model_repository")
     for name in EXPORTED:
-        export_model(name, repo)
+        export_isolated(name, repo)
     return repo
 
 

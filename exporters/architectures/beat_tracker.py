@@ -1,7 +1,7 @@
 """RealTimeBeatTracker's two networks (seed S1:224-283) as one functional Keras 3 model.
 
 See `djserve.specs.beat_tracker`: one input `mel_frames`, the tempo branch with padding="same"
-(one confidence per frame), the beat branch unchanged (valid padding, needs >= 10 frames).
+(one confidence per frame), the beat branch unchanged (valid padding, needs >= 11 frames).
 """
 
 from __future__ import annotations

@@ -31,19 +31,21 @@ def repo(tmp_path) -> Path:
 
 
 def test_exporting_twice_gives_two_versions_that_both_load(repo, tmp_path):
+    """The judge twice (an LSTM model: torch freezes its time axis on a second in-process export)."""
     from clients import TritonModelClient
     from djserve.triton import TritonServer, TritonSettings
+    from exporters.isolated import export_isolated
 
-    first = export_model("recommender", repo)
-    second = export_model("recommender", repo, seed=1)
+    first = export_isolated("judge", repo)
+    second = export_isolated("judge", repo, seed=1)
     assert (first.version, second.version) == (1, 2)
-    assert (repo / "recommender" / "1" / "model.onnx").read_bytes() != (repo / "recommender" / "2" / "model.onnx").read_bytes()
-    assert json.loads((repo / "recommender" / "2" / "metadata.json").read_text())["version"] == 2
+    assert (repo / "judge" / "1" / "model.onnx").read_bytes() != (repo / "judge" / "2" / "model.onnx").read_bytes()
+    assert json.loads((repo / "judge" / "2" / "metadata.json").read_text())["version"] == 2
 
     settings = TritonSettings(
         model_repository=repo,
         backend_dir=tmp_path / "backends",
-        load_models=["recommender"],
+        load_models=["judge"],
         http_port=free_port(),
         grpc_port=free_port(),
         metrics_port=free_port(),
@@ -53,10 +55,10 @@ def test_exporting_twice_gives_two_versions_that_both_load(repo, tmp_path):
 
         from djserve.specs import EXPORTED
 
-        feeds = EXPORTED["recommender"].random_inputs(4, {}, np.random.default_rng(0))
-        scores = {v: c.infer("recommender", feeds, version=v)["score"] for v in (1, 2)}
-        assert c.is_ready("recommender", 1) and c.is_ready("recommender", 2)
-        assert scores[1].shape == scores[2].shape == (4, 1)
+        feeds = EXPORTED["judge"].random_inputs(4, {"frames": 96, "steps": 17}, np.random.default_rng(0))
+        scores = {v: c.infer("judge", feeds, version=v)["component_scores"] for v in (1, 2)}
+        assert c.is_ready("judge", 1) and c.is_ready("judge", 2)
+        assert scores[1].shape == scores[2].shape == (4, 4)
         assert not np.allclose(scores[1], scores[2]), "two different seeds must give two different models"
 
 

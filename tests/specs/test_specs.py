@@ -44,3 +44,13 @@ def test_exported_models_label_their_score_outputs(name):
     for out in spec.outputs:
         if out.labels:
             assert len(out.labels) == out.dims[-1]
+
+
+def test_readme_model_table_is_the_specs():
+    from typer.testing import CliRunner
+
+    from djserve.cli import app
+    from djserve.settings import PROJECT_ROOT
+
+    table = CliRunner().invoke(app, ["models", "--markdown"]).output.strip()
+    assert table in (PROJECT_ROOT / "README.md").read_text(), "update the README's model table (djserve models --markdown)"
