@@ -13,8 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV) with the pinned dependencies (first time: 3-4 minutes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch==2.13.0
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[all]'
+	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt -e '.[all]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Export every model that has no version yet (seeded reference weights unless you export your own).

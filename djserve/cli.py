@@ -12,7 +12,7 @@ from djserve.quiet import quiet_frameworks
 from djserve.settings import settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 RepositoryOpt = Annotated[
     Optional[Path], typer.Option("--repository", "-r", help="Triton model repository (default: DJSERVE_REPOSITORY or ./model_repository)")

@@ -65,10 +65,12 @@ def load_hf(spec: ModelSpec, directory: Path) -> HFCheckpoint:
     return HFCheckpoint(directory, LogitsOnly(model.eval()).eval(), tokenizer)
 
 
-def sample_feeds(spec: ModelSpec, ckpt: HFCheckpoint, rng: np.random.Generator, batches=(2, 1, 4)):
-    """Random token ids inside the checkpoint's vocabulary, with right-padded rows."""
+def sample_feeds(spec: ModelSpec, ckpt: HFCheckpoint, rng: np.random.Generator, plan):
+    """Random token ids inside the checkpoint's vocabulary, with right-padded rows.
+
+    `plan`: (batch size, axis sizes) pairs, as `sources.parity_plan` gives them."""
     feeds = []
-    for batch, axes in zip(batches, spec.parity_axes):
+    for batch, axes in plan:
         n = axes["tokens"]
         ids = rng.integers(3, ckpt.vocab_size, size=(batch, n), dtype=np.int64)
         mask = np.ones((batch, n), dtype=np.int64)

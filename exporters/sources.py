@@ -6,6 +6,7 @@ Each loader imports its framework lazily, so exporting the PyTorch judge never i
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
@@ -34,8 +35,13 @@ class Source:
     """Objects (temporary dirs) that must live until the export is finished."""
 
 
+def parity_plan(spec: ModelSpec) -> list[tuple[int, Mapping[str, int]]]:
+    """(batch size, axis sizes) of every parity batch: each batch size, cycling through the axes."""
+    return list(zip(PARITY_BATCHES, itertools.cycle(spec.parity_axes)))
+
+
 def default_feeds(spec: ModelSpec, rng: np.random.Generator) -> list[tuple[Mapping[str, int], Feeds]]:
-    return [(axes, spec.random_inputs(b, axes, rng)) for b, axes in zip(PARITY_BATCHES, spec.parity_axes)]
+    return [(axes, spec.random_inputs(b, axes, rng)) for b, axes in parity_plan(spec)]
 
 
 def checkpoint_sha256(path: Path | None) -> str | None:
@@ -105,7 +111,7 @@ def _hf_source(spec: ModelSpec, checkpoint: Path | None, seed: int, rng) -> Sour
         hf_onnx.framework_version(),
         run=lambda feeds: torch_onnx.run_torch(ckpt.model, spec, feeds),
         export=lambda example: hf_onnx.to_onnx(ckpt, spec, example),
-        parity_feeds=hf_onnx.sample_feeds(spec, ckpt, rng, PARITY_BATCHES),
+        parity_feeds=hf_onnx.sample_feeds(spec, ckpt, rng, parity_plan(spec)),
         write_extras=lambda version_dir: hf_onnx.save_tokenizer(ckpt, version_dir),
         keepalive=keepalive,
     )

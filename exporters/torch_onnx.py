@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,10 @@ from djserve.specs.base import ModelSpec
 from exporters.errors import CheckpointError, ExportError, one_line
 
 OPSET = 18
+
+# torch configures its loggers on import (after djserve.quiet ran): the exporter's notes about
+# absent torchvision ops are noise for a CPU export, keep only errors.
+logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
 def framework_version() -> str:

@@ -137,3 +137,28 @@ def test_bad_checkpoint_is_one_clear_line_and_nonzero_exit(repo, tmp_path, case)
     assert len(errors) == 1 and message in out, out
     assert "Traceback" not in out
     assert snapshot(repo) == before
+
+
+def test_any_local_hf_checkpoint_directory_exports_unchanged(repo, tmp_path):
+    """A differently sized XLM-R directory (as a fine-tuned xlm-roberta-large would be) with its own tokenizer."""
+    from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+    from exporters.architectures.sentiment import build_tokenizer
+
+    ckpt = tmp_path / "finetuned"
+    tokenizer = build_tokenizer()
+    tokenizer.save_pretrained(ckpt)
+    torch.manual_seed(11)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=3, num_attention_heads=3,
+        intermediate_size=96, max_position_embeddings=130, pad_token_id=1, num_labels=3,
+    )
+    XLMRobertaForSequenceClassification(config).save_pretrained(ckpt)
+
+    code, out = run_cli("export", "sentiment", "--checkpoint", str(ckpt), "--repository", str(repo))
+    assert code == 0, out
+    version = repo / "sentiment" / "1"
+    meta = json.loads((version / "metadata.json").read_text())
+    assert meta["weights"] == str(ckpt.resolve()) and len(meta["checkpoint_sha256"]) == 64
+    assert (version / "tokenizer" / "tokenizer.json").is_file()
+    assert [b["batch"] for b in meta["parity"]["batches"]] == [2, 1, 4]
