@@ -128,20 +128,70 @@ def triton(
     metrics_port: Annotated[Optional[int], typer.Option()] = None,
 ) -> None:
     """Run the real tritonserver on the repository in the foreground (all models loaded)."""
-    from djserve.triton import TritonError, TritonServer, TritonSettings
+    from djserve.triton import TritonError, TritonServer
 
-    cfg = settings()
-    overrides = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}
     try:
-        server_settings = TritonSettings(
-            model_repository=repository or cfg.repository,
-            backend_dir=cfg.state_dir / "backends",
-            log_file=cfg.state_dir / "logs" / "tritonserver.log",
-            **{k: v for k, v in overrides.items() if v is not None},
-        )
+        server_settings = _triton_settings(settings(), repository, host, http_port, grpc_port, metrics_port)
         raise typer.Exit(TritonServer(server_settings).run_foreground())
     except TritonError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def serve(
+    repository: RepositoryOpt = None,
+    host: Annotated[str, typer.Option(help="bind address of Triton and the gateway (loopback by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="gateway HTTP port")] = 3000,
+    http_port: Annotated[Optional[int], typer.Option(help="Triton HTTP port")] = None,
+    grpc_port: Annotated[Optional[int], typer.Option(help="Triton gRPC port")] = None,
+    metrics_port: Annotated[Optional[int], typer.Option(help="Triton metrics port")] = None,
+) -> None:
+    """Run Triton and the BentoML gateway together until Ctrl-C/SIGTERM."""
+    import signal
+    import threading
+
+    from djserve.gateway import GatewayServer
+    from djserve.process import ProcessStartError
+    from djserve.triton import TritonError, TritonServer
+
+    cfg = settings()
+    triton = TritonServer(_triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port))
+    gateway = GatewayServer(triton.grpc_url, cfg.state_dir / "logs" / "gateway.log", host=host, port=port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with console.status("starting Triton (all models)"):
+            triton.start()
+            triton.wait_ready()
+        with console.status("starting the gateway (librosa warm-up)"):
+            gateway.start()
+            gateway.wait_ready()
+        console.print(f"[green]ready[/]: gateway {gateway.url}  Triton gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
+        console.print(f"logs in {cfg.state_dir / 'logs'}; Ctrl-C to stop")
+        while not stop.wait(0.5):
+            for name, proc in (("Triton", triton), ("gateway", gateway.child)):
+                if not proc.is_running():
+                    _fail(f"{name} exited unexpectedly; see {proc.log_file}")
+        console.print("stopping the gateway, then Triton")
+    except (TritonError, ProcessStartError) as exc:
+        _fail(str(exc))
+    finally:
+        gateway.stop()
+        triton.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port):
+    from djserve.triton import TritonSettings
+
+    overrides = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}
+    return TritonSettings(
+        model_repository=repository or cfg.repository,
+        backend_dir=cfg.state_dir / "backends",
+        log_file=cfg.state_dir / "logs" / "tritonserver.log",
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
 
 
 def _fail(message: str) -> None:

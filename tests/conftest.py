@@ -70,3 +70,35 @@ def client(request, triton):
     url = triton.grpc_url if request.param == "grpc" else triton.http_url.removeprefix("http://")
     with TritonModelClient(url, protocol=request.param) as c:
         yield c
+
+
+#: Small limits so the bad-input tests stay cheap; the defaults are in bentos/settings.py.
+GATEWAY_TEST_LIMITS = {
+    "DJSERVE_GATEWAY_MAX_AUDIO_SECONDS": "120",
+    "DJSERVE_GATEWAY_MAX_UPLOAD_MB": "4",
+    "DJSERVE_GATEWAY_MAX_TEXT_CHARS": "500",
+    "DJSERVE_GATEWAY_MAX_BATCH_MESSAGES": "64",
+    "DJSERVE_GATEWAY_TRITON_TIMEOUT_S": "5",
+}
+
+
+def start_gateway(triton_grpc_url: str, repository: Path, state: Path, **extra_env: str):
+    """A real `bentoml serve` of the gateway on a free port (context manager: ready on enter)."""
+    from djserve.gateway import GatewayServer
+
+    env = {
+        "DJSERVE_GATEWAY_REPOSITORY": str(repository),
+        "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
+        "BENTOML_HOME": str(state / "bentoml"),
+        **GATEWAY_TEST_LIMITS,
+        **extra_env,
+    }
+    return GatewayServer(triton_grpc_url, state / "gateway.log", port=free_port(), env=env)
+
+
+@pytest.fixture(scope="session")
+def gateway(triton, exported_repository, tmp_path_factory):
+    state = tmp_path_factory.mktemp("gateway")
+    with start_gateway(triton.grpc_url, exported_repository, state) as gw:
+        gw.policy_file = state / "traffic_policy.json"
+        yield gw

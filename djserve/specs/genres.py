@@ -38,11 +38,16 @@ GENRE_WEIGHTS: dict[str, tuple[float, float, float, float]] = {
 DEFAULT_WEIGHTS: tuple[float, float, float, float] = (0.25, 0.25, 0.25, 0.25)
 
 
+def normalize_genre(genre: str) -> str:
+    """"Drum & Bass" -> "drum_and_bass": the spelling GENRES and GENRE_WEIGHTS use."""
+    return genre.strip().lower().replace(" ", "_").replace("-", "_").replace("&", "and").replace("__", "_")
+
+
 def genre_id(genre: str) -> int:
     """Recommender genre id; unknown genres map to "other"."""
-    key = genre.strip().lower().replace(" ", "_").replace("-", "_").replace("&", "and")
+    key = normalize_genre(genre)
     return GENRES.index(key) if key in GENRES else GENRES.index("other")
 
 
 def weights_for(genre: str) -> tuple[float, float, float, float]:
-    return GENRE_WEIGHTS.get(genre.strip().lower(), DEFAULT_WEIGHTS)
+    return GENRE_WEIGHTS.get(normalize_genre(genre), DEFAULT_WEIGHTS)

@@ -34,3 +34,19 @@ SPEC = ModelSpec(
     decisions=__doc__ or "",
     parity_axes=({},),
 )
+
+
+def _bucket(value: str, buckets: int) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "big") % buckets
+
+
+def user_bucket(user_id: str) -> int:
+    """The `user_ids` value of a platform user id (stable across processes and releases)."""
+    return _bucket(f"user:{user_id}", NUM_USER_BUCKETS)
+
+
+def item_bucket(battle_id: str) -> int:
+    """The `item_ids` value of a platform battle id."""
+    return _bucket(f"battle:{battle_id}", NUM_ITEM_BUCKETS)

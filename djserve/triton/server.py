@@ -7,25 +7,22 @@
 
 from __future__ import annotations
 
-import atexit
 import glob
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import deque
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from djserve.process import ChildProcess, ProcessStartError, http_status
 from djserve.triton.backends import (
     TritonError,
     TritonSetupError,
@@ -148,14 +145,14 @@ class TritonServer:
 
     def __init__(self, settings: TritonSettings, log_file: Path | str | None = None):
         self.settings = settings
-        self.log_file = Path(log_file).resolve() if log_file else settings.resolved_log_file
-        self.process: subprocess.Popen | None = None
+        self.child = ChildProcess(
+            "tritonserver",
+            Path(log_file) if log_file else settings.resolved_log_file,
+            tail_cut="\nUsage: tritonserver",  # a rejected flag is followed by the whole usage text
+        )
         # Our own shared-memory prefix (still starting with the python backend's default), so that
         # cleanup after stop can tell this server's regions from those of any other server.
         self.shm_prefix = f"{SHM_PREFIX}djserve_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
-        self._shm_before: set[str] = set()
-        self._log_handle = None
-        self._log_offset = 0
 
     # -- URLs ---------------------------------------------------------------------------------
     @property
@@ -172,11 +169,19 @@ class TritonServer:
         return f"http://{_hostport(self.settings.client_host, self.settings.metrics_port)}/metrics"
 
     @property
+    def log_file(self) -> Path:
+        return self.child.log_file
+
+    @property
+    def process(self):
+        return self.child.process
+
+    @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.child.pid
 
     def is_running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.child.is_running()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def check_setup(self) -> Path:
@@ -200,32 +205,8 @@ class TritonServer:
         if assemble:
             assemble_backends(self.settings.resolved_backend_dir)
         binary = self.check_setup()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._shm_before = _shm_files()
-        self._log_handle = open(self.log_file, "ab")
-        self._log_handle.write(f"\n=== djserve: starting tritonserver at {time.ctime()} ===\n".encode())
-        self._log_handle.flush()
-        self._log_offset = self._log_handle.tell()
-        try:
-            self.process = self._popen(binary)
-        except OSError as e:
-            self._log_handle.close()
-            self._log_handle = None
-            raise TritonSetupError(f"cannot execute {binary}: {e}") from e
-        atexit.register(self.stop)
+        self.child.start(self.settings.argv(binary, shm_prefix=self.shm_prefix), env=server_environment())
         return self
-
-    def _popen(self, binary: Path) -> subprocess.Popen:
-        return subprocess.Popen(
-            self.settings.argv(binary, shm_prefix=self.shm_prefix),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            env=server_environment(),
-            # Own session and process group: Ctrl+C in a terminal reaches us, not the server and
-            # its stubs directly, and stop() can signal the whole group at once.
-            start_new_session=True,
-        )
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Poll `/v2/health/ready` until 200. Raise TritonStartError (with the log tail) if the
@@ -234,20 +215,13 @@ class TritonServer:
         With strict readiness a model that failed to load keeps the server unready forever, so
         once the server is live (HTTP starts after the initial loads) such failures are raised at
         once, with Triton's reasons, instead of after the timeout."""
-        if self.process is None:
+        if self.child.process is None:
             raise TritonError("tritonserver was not started")
-        timeout = self.settings.startup_timeout_s if timeout is None else timeout
-        deadline = time.monotonic() + timeout
         url = f"{self.http_url}/v2/health/ready"
-        while True:
-            rc = self.process.poll()
-            if rc is not None:
-                raise TritonStartError(
-                    f"tritonserver exited with code {rc} before it became ready; "
-                    f"last lines of {self.log_file}:\n{self.log_tail()}"
-                )
-            if _http_status(url) == 200:
-                return
+
+        def ready() -> bool:
+            if http_status(url) == 200:
+                return True
             failed = self._failed_models()
             if failed:
                 raise TritonStartError(
@@ -255,19 +229,19 @@ class TritonServer:
                     f"these models failed to load: {'; '.join(failed)}. Fix them, or set "
                     "strict_readiness=False to serve the others."
                 )
-            if time.monotonic() >= deadline:
-                raise TritonStartError(
-                    f"tritonserver (pid {self.pid}) not ready at {url} after {timeout:g} s; "
-                    f"last lines of {self.log_file}:\n{self.log_tail()}"
-                )
-            time.sleep(0.1)
+            return False
+
+        try:
+            self.child.wait_until(ready, self.settings.startup_timeout_s if timeout is None else timeout, f"ready at {url}")
+        except ProcessStartError as exc:
+            raise TritonStartError(str(exc)) from None
 
     def _failed_models(self) -> list[str]:
         """`name:version: reason` of the models Triton reports UNAVAILABLE with a reason,
         when it matters: strict readiness, server live, not in poll mode (which retries)."""
         if not self.settings.strict_readiness or self.settings.model_control_mode == "poll":
             return []
-        if _http_status(f"{self.http_url}/v2/health/live") != 200:
+        if http_status(f"{self.http_url}/v2/health/live") != 200:
             return []
         try:
             request = urllib.request.Request(
@@ -285,54 +259,20 @@ class TritonServer:
         ]
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """Stop the server and everything it started; return its exit code (None if never started).
-
-        SIGTERM goes to the server's whole process group (server and python stubs); after
-        `timeout` s the group gets SIGKILL. Stray stubs are then killed and this server's leftover
-        /dev/shm regions removed. Safe to call twice.
-        """
-        atexit.unregister(self.stop)
-        proc = self.process
-        if proc is None:
-            return None
-        pgid = proc.pid  # start_new_session: the server leads its own group
-        descendants = _descendants(proc.pid)
-        if proc.poll() is None:
-            _killpg(pgid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _killpg(pgid, signal.SIGKILL)
-                proc.wait()
-        # Stubs that outlived the server (same group, or re-parented children of it).
-        _killpg(pgid, signal.SIGKILL)
-        for child in descendants:
-            _kill_if_alive(child)
-        if self._log_handle:
-            self._log_handle.close()
-            self._log_handle = None
-        self._remove_own_shm()
-        return proc.returncode
-
-    def _remove_own_shm(self) -> None:
-        for path in _shm_files() - self._shm_before:
-            if os.path.basename(path).startswith(self.shm_prefix):
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
+        """Stop the server and its python stubs (see ChildProcess.stop), then remove this server's
+        leftover /dev/shm regions. Returns its exit code (None if never started); safe to call twice."""
+        rc = self.child.stop(timeout)
+        if self.child.process is not None:
+            for path in _shm_files():
+                if os.path.basename(path).startswith(self.shm_prefix):
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+        return rc
 
     def log_tail(self, lines: int = 30) -> str:
-        """The last `lines` lines this run wrote. A flag Triton rejects is followed by its whole
-        usage text, which would push the actual error out of the tail, so the usage is cut off."""
-        try:
-            with open(self.log_file, "rb") as f:
-                f.seek(max(self._log_offset, f.seek(0, os.SEEK_END) - (1 << 20)))  # last MiB at most
-                text = f.read().decode("utf-8", "replace")
-        except OSError as e:
-            return f"(cannot read {self.log_file}: {e})"
-        text = text.split("\nUsage: tritonserver", 1)[0] if "\nUsage: tritonserver" in text else text
-        return "\n".join(deque(text.rstrip().splitlines(), maxlen=lines))
+        return self.child.log_tail(lines)
 
     def __enter__(self) -> "TritonServer":
         self.start()
@@ -383,41 +323,7 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _http_status(url: str) -> int | None:
-    """HTTP status of a GET, None when nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-
-
 def _shm_files() -> set[str]:
     return set(glob.glob(str(SHM_DIR / f"{SHM_PREFIX}*")))
 
 
-def _descendants(pid: int) -> list:
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # noqa: BLE001 - psutil missing or process gone: the group kill covers it
-        return []
-
-
-def _kill_if_alive(proc) -> None:
-    try:
-        if proc.is_running():
-            proc.kill()
-            proc.wait(timeout=5)
-    except Exception:  # noqa: BLE001 - already gone
-        pass
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

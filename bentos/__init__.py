@@ -1,0 +1,1 @@
+"""The BentoML gateway: HTTP API in front of Triton."""

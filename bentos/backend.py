@@ -1,0 +1,101 @@
+"""The gateway's way to Triton: routed versions, a timeout on every call, errors mapped to HTTP.
+
+Triton down, slow past the timeout, or a routed version not loaded -> TritonUnavailable (503 with
+Retry-After); a pinned version that does not exist -> 404. The gRPC channel reconnects with a short
+backoff so the gateway recovers by itself within about a second of Triton coming back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Mapping
+
+import numpy as np
+
+from bentos.errors import GatewayError, TritonUnavailable
+from bentos.routing import FAMILIES, PolicyStore, Route, TrafficPolicy, route
+from bentos.settings import GatewaySettings
+from clients.triton import AsyncTritonModelClient
+from djserve.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+#: Reconnect fast after Triton restarts (gRPC's default backoff grows to two minutes).
+CHANNEL_ARGS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 * 2**20),
+    ("grpc.max_send_message_length", 64 * 2**20),
+]
+READINESS_TTL_S = 1.0
+
+
+class ModelBackend:
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self.client = AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
+        self.policies = PolicyStore(settings.policy_file, default=self._default_policy)
+        self._ready_cache: tuple[float, dict[str, bool], bool] | None = None
+
+    def _default_policy(self) -> TrafficPolicy:
+        """No policy file: every family on its newest exported version (1 if none is on disk)."""
+        repo = ModelRepository(self.settings.repository)
+        return TrafficPolicy.all_stable({f: repo.latest(f) or 1 for f in FAMILIES})
+
+    def route(self, family: str, key: str, pinned: int | None = None) -> Route:
+        return route(self.policies.current(), family, key, pinned)
+
+    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], r: Route) -> dict[str, np.ndarray]:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return await asyncio.wait_for(
+                self.client.infer(model, inputs, version=r.version), self.settings.triton_timeout_s + 1
+            )
+        except asyncio.TimeoutError:
+            self._ready_cache = None
+            raise TritonUnavailable(f"{model} v{r.version} did not answer within {self.settings.triton_timeout_s:g} s") from None
+        except InferenceServerException as exc:
+            raise self._map_error(model, r, exc) from None
+
+    def _map_error(self, model: str, r: Route, exc) -> GatewayError:
+        status, message = str(exc.status() or ""), exc.message() or str(exc)
+        if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "CANCELLED" in status:
+            self._ready_cache = None
+            return TritonUnavailable(f"Triton is unavailable ({status.removeprefix('StatusCode.')}): {message}")
+        if "unknown model" in message.lower() or "is not found" in message or "not ready" in message.lower():
+            if r.pinned:
+                return GatewayError(
+                    "unknown_model_version", f"{model} version {r.version} is not loaded", field="X-Model-Version", status=404
+                )
+            self._ready_cache = None
+            return TritonUnavailable(f"{model} version {r.version} (traffic policy) is not loaded: {message}")
+        log.error("%s v%s failed: %s %s", model, r.version, status, message)
+        return GatewayError("inference_failed", f"{model} v{r.version} failed: {message}", status=502)
+
+    async def readiness(self) -> tuple[bool, dict[str, bool]]:
+        """(Triton ready, family -> every version its policy routes to is ready), cached briefly."""
+        now = time.monotonic()
+        if self._ready_cache and now - self._ready_cache[0] < READINESS_TTL_S:
+            return self._ready_cache[2], self._ready_cache[1]
+        try:
+            server = await self.client.is_ready()
+            policy = self.policies.current()
+            checks = {
+                family: [fp.stable] + ([fp.canary] if fp.canary else []) for family, fp in policy.families.items()
+            }
+            results = await asyncio.gather(
+                *(self.client.is_ready(f, v) for f, versions in checks.items() for v in versions)
+            )
+            it = iter(results)
+            families = {f: all(next(it) for _ in versions) for f, versions in checks.items()}
+        except Exception:  # noqa: BLE001 - any failure to ask means not ready
+            server, families = False, {f: False for f in FAMILIES}
+        self._ready_cache = (now, families, server)
+        return server, families
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,46 @@
+"""The design documents' model metrics (S0:1079-1110), labelled by version and status.
+
+Created on first use, not at import: BentoML workers set PROMETHEUS_MULTIPROC_DIR after the
+service module is imported, and prometheus_client must see it to write where /metrics reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+LABELS = ("model_type", "genre", "version", "status")
+
+
+@functools.cache
+def _metrics():
+    import prometheus_client as prom
+
+    latency = prom.Histogram(
+        "ai_model_prediction_latency_seconds",
+        "Time spent on a model prediction, preprocessing included",
+        LABELS,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    )
+    count = prom.Counter("ai_model_predictions_total", "Predictions by outcome", LABELS)
+    return latency, count
+
+
+@contextmanager
+def track(model_type: str, version: int | str | None, genre: str = "none") -> Iterator[dict]:
+    """Time a prediction; the status label is "success" unless the block raises.
+
+    The yielded dict may update "version" once routing has chosen it."""
+    labels = {"model_type": model_type, "genre": genre or "none", "version": str(version or "none")}
+    start = time.perf_counter()
+    status = "error"
+    try:
+        yield labels
+        status = "success"
+    finally:
+        latency, count = _metrics()
+        values = {**labels, "version": str(labels["version"]), "status": status}
+        latency.labels(**values).observe(time.perf_counter() - start)
+        count.labels(**values).inc()

@@ -1,0 +1,259 @@
+"""The DJ UNIVERSE gateway: a BentoML service whose HTTP API is a mounted FastAPI app.
+
+BentoML provides the process model, /livez, /readyz (ready only when Triton and every routed model
+version are) and /metrics; FastAPI gives the design documents' routes and request shapes and full
+control of status codes: every refusal is a 4xx with an `ErrorBody`, Triton trouble a 503 with
+Retry-After, and one bad request never disturbs the others.
+
+    bentoml serve bentos.service:Gateway            # against DJSERVE_GATEWAY_TRITON_URL
+    djserve serve                                   # Triton and this gateway together
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+
+import bentoml
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from bentos import audio, judge, recommend, sentiment
+from bentos.backend import ModelBackend
+from bentos.catalogue import Catalogue
+from bentos.errors import GatewayError, InvalidInput
+from bentos.settings import GatewaySettings
+from djserve import __version__
+from djserve.schemas import (
+    BattleRequest,
+    BattleResult,
+    ErrorBody,
+    ErrorDetail,
+    Health,
+    JudgeRequest,
+    RecommendationRequest,
+    Recommendations,
+    ScoreSheet,
+    SentimentBatchRequest,
+    SentimentRequest,
+    SentimentResult,
+    TrackMetadata,
+)
+
+log = logging.getLogger("djserve.gateway")
+PIN_HEADER = "X-Model-Version"
+
+app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__)
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers=None) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field)).model_dump(by_alias=True, exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+@app.exception_handler(GatewayError)
+async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    headers = None
+    if exc.status == 503:
+        headers = {"Retry-After": str(GatewaySettings().retry_after_s)}
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _pydantic_error(exc.errors())
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s", request.url.path)
+    return error_response(500, "internal_error", f"{type(exc).__name__}: the gateway failed on this request")
+
+
+def _pydantic_error(errors) -> JSONResponse:
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(x) for x in first.get("loc", ()) if x not in ("body",)]
+    field = ".".join(loc) or None
+    return error_response(422, "invalid_request", f"{field or 'body'}: {first.get('msg')}", field)
+
+
+def _parse(model, data):
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _AsResponse(_pydantic_error(exc.errors())) from None
+
+
+class _AsResponse(Exception):
+    def __init__(self, response: JSONResponse):
+        self.response = response
+
+
+@app.exception_handler(_AsResponse)
+async def _as_response(request: Request, exc: _AsResponse) -> JSONResponse:
+    return exc.response
+
+
+async def _json(request: Request) -> object:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GatewayError("invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _pin(request: Request) -> int | None:
+    raw = request.headers.get(PIN_HEADER)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise GatewayError("invalid_header", f"{PIN_HEADER} must be a version number >= 1, got {raw!r}", field=PIN_HEADER)
+    return int(raw)
+
+
+def _b64(data: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise GatewayError("invalid_base64", f"{field} is not valid base64", field=field) from None
+
+
+@bentoml.service(
+    name="dj-universe-gateway",
+    workers=1,
+    traffic={"timeout": 900},
+    endpoints={"livez": "/livez", "readyz": "/readyz"},
+)
+@bentoml.asgi_app(app, path="/")
+class Gateway:
+    def __init__(self) -> None:
+        self.settings = GatewaySettings()
+        self.limits = audio.AudioLimits(
+            max_bytes=int(self.settings.max_upload_mb * 2**20),
+            max_seconds=self.settings.max_audio_seconds,
+            min_seconds=self.settings.min_audio_seconds,
+        )
+        self.backend = ModelBackend(self.settings)
+        self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
+        audio.warm_up()  # librosa's numba JIT: seconds on the first call, so not on a request
+        log.info("gateway ready to serve; Triton at %s", self.settings.triton_url)
+
+    async def __is_ready__(self) -> bool:
+        server, families = await self.backend.readiness()
+        return server and all(families.values())
+
+    # --- judge ---------------------------------------------------------------------------
+
+    @app.post("/ai/judge/analyze", response_model=ScoreSheet)
+    async def judge_analyze(self, request: Request) -> ScoreSheet:
+        """Score one DJ set: multipart (`audio` file + battleId, genre, tracks JSON) or JSON base64."""
+        self._check_size(request)
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("audio")
+            if upload is None or isinstance(upload, str):
+                raise InvalidInput("missing_audio", "multipart field 'audio' must be a file", field="audio")
+            data, declared = await upload.read(), (upload.filename or "").rsplit(".", 1)[-1].lower() or None
+            fields = {"battleId": form.get("battleId"), "genre": form.get("genre")}
+            tracks_raw = form.get("tracks") or "[]"
+            try:
+                tracks = _parse(_TrackList, {"tracks": json.loads(tracks_raw)}).tracks
+            except json.JSONDecodeError:
+                raise InvalidInput("invalid_request", "tracks must be a JSON list", field="tracks") from None
+            missing = [k for k, v in fields.items() if not v]
+            if missing:
+                raise InvalidInput("invalid_request", f"missing form field(s): {', '.join(missing)}", field=missing[0])
+            battle_id, genre = str(fields["battleId"]), str(fields["genre"])
+        else:
+            body = _parse(JudgeRequest, await _json(request))
+            data, declared = _b64(body.audio_data.base64, "audioData.base64"), body.audio_data.format
+            battle_id, genre, tracks = body.battle_id, body.genre, body.tracks
+        genre = judge.check_genre(genre)
+        source = judge.open_set(data, self.limits, declared)
+        return await judge.score_set(self.backend, source, battle_id, genre, tracks, _pin(request))
+
+    @app.post("/ai/judge/battle", response_model=BattleResult)
+    async def judge_battle(self, request: Request) -> BattleResult:
+        """Both sets of one battle: two score sheets, the winner and the margin (S1:889-910)."""
+        import asyncio
+        import time
+
+        self._check_size(request)
+        start = time.perf_counter()
+        body = _parse(BattleRequest, await _json(request))
+        genre, pin = judge.check_genre(body.genre), _pin(request)
+        if body.sets[0].dj_id == body.sets[1].dj_id:
+            raise InvalidInput("invalid_request", "the two sets need different djId values", field="sets")
+        sources = [
+            judge.open_set(_b64(s.audio_data.base64, f"sets[{i}].audioData.base64"), self.limits, s.audio_data.format)
+            for i, s in enumerate(body.sets)
+        ]
+        sheets = await asyncio.gather(
+            *(judge.score_set(self.backend, src, body.battle_id, genre, s.tracks, pin) for src, s in zip(sources, body.sets))
+        )
+        a, b = sheets
+        margin = abs(a.overall_score - b.overall_score)
+        winner = None if margin == 0 else (body.sets[0].dj_id if a.overall_score > b.overall_score else body.sets[1].dj_id)
+        return BattleResult(
+            battle_id=body.battle_id,
+            sheets={s.dj_id: sheet for s, sheet in zip(body.sets, sheets)},
+            winner=winner,
+            margin=round(margin, 6),
+            processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
+        )
+
+    # --- sentiment -----------------------------------------------------------------------
+
+    @app.post("/ai/sentiment/analyze", response_model=SentimentResult)
+    async def sentiment_analyze(self, request: Request) -> SentimentResult:
+        body = _parse(SentimentRequest, await _json(request))
+        result = await sentiment.analyze(self.backend, [body], self.settings.max_text_chars, _pin(request))
+        return result.results[0]
+
+    @app.post("/ai/sentiment/analyze/batch")
+    async def sentiment_analyze_batch(self, request: Request):
+        body = _parse(SentimentBatchRequest, await _json(request))
+        if not body.messages:
+            raise InvalidInput("empty_batch", "messages is empty", field="messages")
+        if len(body.messages) > self.settings.max_batch_messages:
+            raise InvalidInput(
+                "batch_too_large",
+                f"{len(body.messages)} messages; the limit is {self.settings.max_batch_messages}",
+                field="messages",
+            )
+        result = await sentiment.analyze(self.backend, body.messages, self.settings.max_text_chars, _pin(request))
+        return result.model_dump(by_alias=True)
+
+    # --- recommendations -------------------------------------------------------------------
+
+    @app.post("/ai/recommendations/battles", response_model=Recommendations)
+    async def recommendations(self, request: Request) -> Recommendations:
+        body = _parse(RecommendationRequest, await _json(request))
+        limit = min(body.limit, self.settings.max_recommendations)
+        return await recommend.recommend(self.backend, self.catalogue, body.user_id, limit, _pin(request))
+
+    # --- health --------------------------------------------------------------------------
+
+    @app.get("/health", response_model=Health)
+    async def health(self) -> JSONResponse:
+        """The design documents' checker (S0:1372-1466) calls this: 200 healthy, 503 degraded."""
+        server, families = await self.backend.readiness()
+        healthy = server and all(families.values())
+        body = Health(status="healthy" if healthy else "degraded", triton=server, models=families, version=__version__)
+        return JSONResponse(body.model_dump(by_alias=True), status_code=200 if healthy else 503)
+
+    def _check_size(self, request: Request) -> None:
+        length = request.headers.get("content-length")
+        # base64 inflates by 4/3: allow for it, open_audio checks the decoded bytes exactly.
+        limit = int(self.limits.max_bytes * 4 / 3) + 65536
+        if length and length.isdigit() and int(length) > limit:
+            raise GatewayError(
+                "audio_too_large", f"request body of {int(length)} bytes exceeds {limit} bytes", field="audio", status=413
+            )
+
+
+class _TrackList(TrackMetadata.__base__):  # type: ignore[misc]
+    tracks: list[TrackMetadata] = []

@@ -1,0 +1,165 @@
+"""The gateway's HTTP contract: request and response bodies of every endpoint.
+
+The gateway validates with these models and the client library parses with them, so a field is
+named once. JSON uses camelCase like the design documents' requests (`battleId`, `userId`,
+S0:1427-1466); Python code uses snake_case. Every score is in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ErrorDetail(Schema):
+    code: str
+    """Machine-readable: `audio_too_long`, `unknown_genre`, `triton_unavailable`, ..."""
+    message: str
+    field: Optional[str] = None
+
+
+class ErrorBody(Schema):
+    error: ErrorDetail
+
+
+# --- judge -------------------------------------------------------------------------------------
+
+
+class AudioData(Schema):
+    base64: str = Field(description="the audio file's bytes, base64 encoded (WAV, FLAC, OGG or MP3)")
+    format: Optional[str] = Field(None, description="wav | flac | ogg | mp3; sniffed from the bytes when absent")
+
+
+class TrackMetadata(Schema):
+    title: str = ""
+    artist: str = ""
+    genre: str = ""
+
+
+class JudgeRequest(Schema):
+    battle_id: str = Field(min_length=1, max_length=128)
+    genre: str = Field(min_length=1, max_length=64)
+    audio_data: AudioData
+    tracks: list[TrackMetadata] = Field(default_factory=list, max_length=200)
+
+
+class TempoInfo(Schema):
+    bpm: float
+    beats: list[float] = Field(description="beat positions in seconds from the start of the set")
+
+
+class AudioInfo(Schema):
+    duration_seconds: float
+    sample_rate: int
+    windows: int
+    """How many analysis windows the set was cut into (scores are their average)."""
+
+
+class ScoreSheet(Schema):
+    battle_id: str
+    genre: str
+    genre_known: bool
+    """False: the genre has no weight table and equal weights were used."""
+    overall_score: float
+    components: dict[str, float]
+    """technical_skill, track_selection, energy_flow, creativity"""
+    technical: dict[str, float]
+    """bpm_accuracy, beat_alignment, transition_quality, pitch_stability"""
+    creative: dict[str, float]
+    """track_selection, energy_flow, genre_mixing, originality"""
+    tempo: TempoInfo
+    audio: AudioInfo
+    model_versions: dict[str, int]
+    processing_time_ms: float
+
+
+class BattleSet(Schema):
+    dj_id: str = Field(min_length=1, max_length=128)
+    audio_data: AudioData
+    tracks: list[TrackMetadata] = Field(default_factory=list, max_length=200)
+
+
+class BattleRequest(Schema):
+    battle_id: str = Field(min_length=1, max_length=128)
+    genre: str = Field(min_length=1, max_length=64)
+    sets: list[BattleSet] = Field(min_length=2, max_length=2)
+
+
+class BattleResult(Schema):
+    battle_id: str
+    sheets: dict[str, ScoreSheet]
+    """dj_id -> that DJ's score sheet"""
+    winner: Optional[str]
+    """dj_id of the higher overall score; None on an exact tie"""
+    margin: float
+    processing_time_ms: float
+
+
+# --- sentiment ---------------------------------------------------------------------------------
+
+SentimentLabel = Literal["negative", "neutral", "positive"]
+
+
+class SentimentRequest(Schema):
+    text: str
+    language: Optional[str] = Field(None, max_length=16, description="informational; the model is multilingual")
+
+
+class SentimentResult(Schema):
+    sentiment: SentimentLabel
+    confidence: float
+    scores: dict[str, float]
+    language: Optional[str] = None
+    model_version: int
+
+
+class SentimentBatchRequest(Schema):
+    messages: list[SentimentRequest]
+
+
+class SentimentBatchResult(Schema):
+    results: list[SentimentResult]
+    processing_time_ms: float
+
+
+# --- recommendations ---------------------------------------------------------------------------
+
+
+class RecommendationRequest(Schema):
+    user_id: str = Field(min_length=1, max_length=128)
+    limit: int = Field(10, ge=1, le=50)
+
+
+class RecommendedBattle(Schema):
+    battle_id: str
+    title: str
+    genre: str
+    score: float
+
+
+class Recommendations(Schema):
+    user_id: str
+    cold_start: bool
+    """True: the user has no history, so battles are ranked by popularity (no model call)."""
+    recommendations: list[RecommendedBattle]
+    model_version: Optional[int]
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+class Health(Schema):
+    status: Literal["healthy", "degraded"]
+    triton: bool
+    models: dict[str, bool]
+    """model family -> every version its traffic policy routes to is ready"""
+    version: str
