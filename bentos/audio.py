@@ -60,7 +60,7 @@ class AudioError(Exception):
 
 @dataclass(frozen=True)
 class AudioLimits:
-    max_bytes: int = 150 * 2**20
+    max_bytes: int = 200 * 2**20
     max_seconds: float = 90 * 60
     min_seconds: float = 2.0
 
@@ -232,7 +232,7 @@ class AudioSource:
                 f0 += full
                 index += 1
             drop = f0 * HOP_LENGTH - _LEAD - buf_start
-            pass
+            buf, buf_start = buf[drop:].copy(), buf_start + drop
 
         self.decoded_seconds = n_samples / SAMPLE_RATE
         if self.decoded_seconds < self._limits.min_seconds:  # the header lied the other way

@@ -31,7 +31,7 @@ class GatewaySettings(BaseSettings):
     users_file: Path = DATA / "users.json"
 
     # Input limits (README "Limits"); anything beyond is a 4xx naming the limit.
-    max_upload_mb: float = Field(150.0, gt=0)
+    max_upload_mb: float = Field(200.0, gt=0)
     max_audio_seconds: float = Field(90 * 60, gt=0)
     min_audio_seconds: float = Field(2.0, ge=0)
     max_text_chars: int = Field(2000, ge=1)

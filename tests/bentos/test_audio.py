@@ -27,7 +27,12 @@ from djserve.specs.features import MIXING_FEATURES, MIXING_RANGES
 
 SR = 22050
 MP3_OK = "MP3" in sf.available_formats()
-SUBTYPES = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
+SUBTYPES = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
 
 
 def encode(y: np.ndarray, rate: int, fmt: str = "wav", subtype: str | None = None) -> bytes:

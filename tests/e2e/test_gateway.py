@@ -154,7 +154,7 @@ BAD_INPUTS = {
     "corrupt audio": (lambda h: analyze(h, b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 10), 400, "corrupt_audio"),
     "unsupported format": (lambda h: analyze(h, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, filename="x.png"), 415, "unsupported_format"),
     "audio too long": (lambda h: analyze(h, encode(click_track(120, 121, sr=8000), sr=8000)), 413, "audio_too_long"),
-    "audio too large": (lambda h: analyze(h, b"RIFF" + b"\x00" * (5 * 2**20)), 413, "audio_too_large"),
+    "audio too large": (lambda h: analyze(h, b"RIFF" + b"\x00" * (17 * 2**20)), 413, "audio_too_large"),
     "unknown genre": (lambda h: analyze(h, encode(click_track(120, 3)), genre="polka"), 422, "unknown_genre"),
     "empty text": (lambda h: h.post("/ai/sentiment/analyze", json={"text": "   "}), 422, "empty_text"),
     "oversized text": (lambda h: h.post("/ai/sentiment/analyze", json={"text": "x" * 501}), 422, "text_too_long"),
