@@ -22,7 +22,7 @@ repository: setup
 	$(BIN)/djserve export --if-missing
 
 serve: repository
-	$(BIN)/djserve triton
+	$(BIN)/djserve serve
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

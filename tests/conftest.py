@@ -74,7 +74,7 @@ def client(request, triton):
 
 #: Small limits so the bad-input tests stay cheap; the defaults are in bentos/settings.py.
 GATEWAY_TEST_LIMITS = {
-    "DJSERVE_GATEWAY_MAX_AUDIO_SECONDS": "120",
+    "DJSERVE_GATEWAY_MAX_AUDIO_SECONDS": "600",
     "DJSERVE_GATEWAY_MAX_UPLOAD_MB": "16",
     "DJSERVE_GATEWAY_MAX_TEXT_CHARS": "500",
     "DJSERVE_GATEWAY_MAX_BATCH_MESSAGES": "64",

@@ -153,7 +153,7 @@ BAD_INPUTS = {
     "empty audio": (lambda h: analyze(h, b""), 400, "empty_audio"),
     "corrupt audio": (lambda h: analyze(h, b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 10), 400, "corrupt_audio"),
     "unsupported format": (lambda h: analyze(h, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, filename="x.png"), 415, "unsupported_format"),
-    "audio too long": (lambda h: analyze(h, encode(click_track(120, 121, sr=8000), sr=8000)), 413, "audio_too_long"),
+    "audio too long": (lambda h: analyze(h, encode(np.zeros(601 * 8000, np.float32), sr=8000)), 413, "audio_too_long"),
     "audio too large": (lambda h: analyze(h, b"RIFF" + b"\x00" * (17 * 2**20)), 413, "audio_too_large"),
     "unknown genre": (lambda h: analyze(h, encode(click_track(120, 3)), genre="polka"), 422, "unknown_genre"),
     "empty text": (lambda h: h.post("/ai/sentiment/analyze", json={"text": "   "}), 422, "empty_text"),
@@ -179,3 +179,15 @@ def test_bad_input_is_a_named_4xx_while_a_good_request_succeeds(http, gateway, c
     error = bad.json()["error"]
     assert error["code"] == code and error["message"]
     assert good.status_code == 200
+
+
+def test_a_long_set_is_scored_window_by_window(http):
+    """7 minutes: 18 windows, two Triton batches of windows (16 + 2), one tempo for the whole set."""
+    audio = encode(click_track(124, 7 * 60, sr=8000), sr=8000)
+    r = analyze(http, audio, battle_id="long-set")
+    assert r.status_code == 200, r.text
+    sheet = r.json()
+    assert sheet["audio"]["windows"] == 18
+    assert sheet["audio"]["durationSeconds"] == pytest.approx(420, abs=0.1)
+    assert abs(sheet["tempo"]["bpm"] - 124) <= 2
+    assert sheet["tempo"]["beats"][-1] > 410

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from djserve.specs import ALL, EXPORTED, battle_judge, sentiment, sentiment_pipeline
+from djserve.specs import ALL, EXPORTED, battle_judge, sentiment
 from djserve.specs.base import ModelSpec
 from djserve.specs.genres import DEFAULT_WEIGHTS, GENRE_WEIGHTS
 
