@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from bentos.errors import GatewayError, TritonUnavailable
+from bentos.monitoring import PredictionMonitor, summarize
 from bentos.routing import FAMILIES, PolicyStore, Route, TrafficPolicy, route
 from bentos.settings import GatewaySettings
 from clients.triton import AsyncTritonModelClient
@@ -38,6 +39,8 @@ class ModelBackend:
         self.settings = settings
         self.client = AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
         self.policies = PolicyStore(settings.policy_file, default=self._default_policy)
+        self.monitor = PredictionMonitor(settings.drift_baseline_dir)
+        """Live windows per family and version: canary gates and drift read them."""
         self._ready_cache: tuple[float, dict[str, bool], bool] | None = None
 
     def _default_policy(self) -> TrafficPolicy:
@@ -49,6 +52,17 @@ class ModelBackend:
         return route(self.policies.current(), family, key, pinned)
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray], r: Route) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        try:
+            out = await self._infer(model, inputs, r)
+        except GatewayError as exc:
+            if exc.status >= 500:  # the version failed; a pinned version that does not exist did not
+                self.monitor.observe(model, r.version, None, time.perf_counter() - start, ok=False)
+            raise
+        self.monitor.observe(model, r.version, summarize(model, out), time.perf_counter() - start, ok=True)
+        return out
+
+    async def _infer(self, model: str, inputs: Mapping[str, np.ndarray], r: Route) -> dict[str, np.ndarray]:
         from tritonclient.utils import InferenceServerException
 
         try:

@@ -23,8 +23,10 @@ from djserve.specs import creative, judge, technical
 from djserve.specs.features import SAMPLE_RATE
 from djserve.specs.genres import GENRE_WEIGHTS, GENRES, normalize_genre, weights_for
 
-#: Windows per Triton request (the judge's max_batch_size).
-WINDOW_BATCH = judge.SPEC.batching.max_batch_size
+#: Windows per Triton request. Small enough that one call of the heaviest model (technical, ~10
+#: GFLOP a full window) stays well inside the Triton timeout on a CPU; Triton may still batch
+#: several such calls together.
+WINDOW_BATCH = 4
 
 AUDIO_STATUS = {
     "empty_audio": 400,

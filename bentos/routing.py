@@ -46,6 +46,7 @@ class FamilyPolicy(BaseModel):
     stable: int = Field(ge=1, description="the version every request gets unless canaried or pinned")
     canary: Optional[int] = Field(None, ge=1, description="the version under trial, if any")
     canary_percent: float = Field(0.0, ge=0.0, le=100.0, description="share of keys sent to the canary")
+    previous_stable: Optional[int] = Field(None, ge=1, description="the champion before the last promotion (rollback target)")
 
     @model_validator(mode="after")
     def _check(self) -> "FamilyPolicy":

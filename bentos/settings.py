@@ -27,6 +27,8 @@ class GatewaySettings(BaseSettings):
     """Read for the sentiment tokenizers shipped inside each version (`sentiment/<N>/tokenizer`)."""
     policy_file: Path = PROJECT_ROOT / ".djserve" / "traffic_policy.json"
     """The traffic policy (stable/canary versions and shares); re-read when it changes."""
+    drift_baseline_dir: Path = PROJECT_ROOT / ".djserve" / "drift"
+    """Per-family baselines of the drift monitor, set at promotion (`<family>.json`)."""
     catalogue_file: Path = DATA / "battles.json"
     users_file: Path = DATA / "users.json"
 

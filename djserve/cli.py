@@ -27,6 +27,7 @@ def export(
     tolerance: Annotated[float, typer.Option(help="max abs ONNX-vs-source difference")] = 1e-4,
     seed: Annotated[int, typer.Option(help="seed of the reference weights when no checkpoint is given")] = 0,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="skip models that already have a version")] = False,
+    register: Annotated[bool, typer.Option(help="log the checkpoint to MLflow and register a model version")] = True,
 ) -> None:
     """Export models to ONNX as NEW numbered versions, after a numerical parity check."""
     quiet_frameworks()
@@ -57,11 +58,13 @@ def export(
                     tolerance=tolerance,
                     seed=seed,
                     progress=lambda step, name=name, i=i: status.update(f"[{i}/{len(names)}] {name}: {step}"),
+                    register_in=settings().state_dir if register else None,
                 )
             except ExportError as exc:
                 _fail(str(exc))
         worst = max(result.max_abs_diff.values(), default=0.0)
-        console.print(f"[green]✓[/] {name} -> {result.path} (parity max abs diff {worst:.1e})")
+        registered = f", registered as {result.registry_uri}" if result.registry_uri else ""
+        console.print(f"[green]✓[/] {name} -> {result.path} (parity max abs diff {worst:.1e}{registered})")
 
 
 @app.command()
@@ -156,13 +159,25 @@ def serve(
 
     cfg = settings()
     triton = TritonServer(_triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port))
-    gateway = GatewayServer(triton.grpc_url, cfg.state_dir / "logs" / "gateway.log", host=host, port=port)
+    gateway = GatewayServer(
+        triton.grpc_url,
+        cfg.state_dir / "logs" / "gateway.log",
+        host=host,
+        port=port,
+        # The gateway reads tokenizers from the repository Triton serves; the policy lives in the state dir.
+        env={
+            "DJSERVE_GATEWAY_REPOSITORY": str(triton.settings.model_repository),
+            "DJSERVE_GATEWAY_POLICY_FILE": str(cfg.state_dir / "traffic_policy.json"),
+            "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(cfg.state_dir / "drift"),
+        },
+    )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with console.status("starting Triton (all models)"):
             triton.start()
             triton.wait_ready()
+            _promoter(triton.http_url).restore()  # the versions and shares of the traffic policy
         with console.status("starting the gateway (librosa warm-up)"):
             gateway.start()
             gateway.wait_ready()
@@ -192,6 +207,98 @@ def _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port):
         log_file=cfg.state_dir / "logs" / "tritonserver.log",
         **{k: v for k, v in overrides.items() if v is not None},
     )
+
+
+def _promoter(triton_http_url: str | None = None):
+    from djserve.mlops.promotion import Promoter, PromotionSettings
+
+    promo = PromotionSettings(**({"triton_http_url": triton_http_url} if triton_http_url else {}))
+    return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False))
+
+
+Family = Annotated[str, typer.Argument(help="model family: judge, technical, creative, beat_tracker, sentiment, recommender")]
+
+
+@app.command()
+def promote(
+    family: Family,
+    source: Annotated[Optional[str], typer.Option("--from", help="models:/NAME/VERSION or models:/NAME@alias")] = None,
+    canary: Annotated[float, typer.Option("--canary", min=0, max=100, help="canary share in percent")] = 10.0,
+    complete: Annotated[bool, typer.Option("--complete", help="move 100% to the challenger and make it champion")] = False,
+    tolerance: Annotated[float, typer.Option(help="parity tolerance of the export")] = 1e-4,
+) -> None:
+    """Export a registry version as a new Triton version and give it a canary share (or --complete)."""
+    from djserve.mlops.promotion import PromotionError
+
+    try:
+        if complete:
+            _promoter().complete(family)
+        elif source is None:
+            _fail("give --from models:/NAME/VERSION (or --complete)")
+        else:
+            _promoter().promote(family, source, canary, tolerance)
+    except (PromotionError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def canary(
+    family: Family,
+    percent: Annotated[Optional[float], typer.Option("--percent", min=0, max=100)] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="ramp through the steps while the gates pass, else roll back")] = False,
+    steps: Annotated[Optional[str], typer.Option(help="ramp steps for --watch, e.g. 10,50,100")] = None,
+) -> None:
+    """Change the canary's share, or ramp it under the gates (--watch)."""
+    from djserve.mlops.promotion import PromotionError
+
+    try:
+        if watch:
+            outcome = _promoter().watch(family, [float(x) for x in steps.split(",")] if steps else None)
+            console.print(f"{family}: {outcome}")
+            if outcome != "completed":
+                raise typer.Exit(2)
+        elif percent is not None:
+            _promoter().set_canary(family, percent)
+        else:
+            _fail("give --percent P or --watch")
+    except (PromotionError, KeyError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def rollback(family: Family, reason: Annotated[str, typer.Option()] = "manual") -> None:
+    """Send 100% back to the previous champion at once and unload the failed version."""
+    from djserve.mlops.promotion import PromotionError
+
+    try:
+        _promoter().rollback(family, reason)
+    except (PromotionError, KeyError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Per model family: versions loaded, their shares, registry aliases, the latest gate figures."""
+    import json
+
+    from rich.table import Table
+
+    rows = _promoter().status()
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table("family", "registered", "loaded", "shares", "aliases", "last gate")
+    for r in rows:
+        gate = r["last_gate"]
+        table.add_row(
+            r["family"],
+            r["registered_model"],
+            "Triton down" if r["loaded"] is None else ", ".join(f"v{v}" for v in r["loaded"]),
+            ", ".join(f"v{v}: {p:g}%" for v, p in r["shares"].items()),
+            ", ".join(f"{a}=v{v}" for a, v in r["aliases"].items()) or "-",
+            "-" if not gate else f"{gate.get('verdict')} {gate.get('time', '')}",
+        )
+    Console().print(table)
 
 
 def _fail(message: str) -> None:

@@ -26,6 +26,7 @@ class ExportResult:
     version: int
     path: Path
     max_abs_diff: dict[str, float]
+    registry_uri: str | None = None
 
 
 def export_model(
@@ -35,7 +36,11 @@ def export_model(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     progress: Progress = lambda step: None,
+    extra: dict | None = None,
+    register_in: Path | None = None,
 ) -> ExportResult:
+    """`extra` is recorded in the version's metadata.json (e.g. the registry version it came from).
+    `register_in` (a state dir): also log the checkpoint to MLflow and register a model version."""
     if name not in EXPORTED:
         raise ExportError(f"unknown model {name!r}; exportable: {', '.join(EXPORTED)}")
     spec = EXPORTED[name]
@@ -69,9 +74,44 @@ def export_model(
             exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             exporter="djserve",
             onnx_opset=max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
-            extra={"seed": seed} if checkpoint is None else {},
+            extra={**({"seed": seed} if checkpoint is None else {}), **(extra or {})},
         )
         (staging / METADATA_FILE).write_text(meta.to_json())
     version = repo.latest(name)
     assert version is not None
-    return ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff)
+    result = ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff)
+    if register_in is not None:
+        progress("registering in MLflow")
+        result.registry_uri = _register(register_in, source, spec, checkpoint, report, result)
+    return result
+
+
+def _register(state_dir: Path, source, spec, checkpoint: Path | None, report, result: "ExportResult") -> str:
+    """Log the source checkpoint (the seeded weights saved as one, when no checkpoint was given),
+    the spec and the parity figures as an MLflow run, register a version, tag the Triton version."""
+    import json
+    import tempfile
+    from dataclasses import asdict
+
+    from djserve.mlops.registry import CHAMPION, Registry
+
+    registry = Registry(state_dir)
+    with tempfile.TemporaryDirectory(prefix="djserve-ckpt-") as tmp:
+        path = checkpoint or source.save_checkpoint(Path(tmp))
+        rv = registry.register(
+            spec.name,
+            path,
+            weights=str(checkpoint) if checkpoint else UNTRAINED,
+            parity=report.to_dict(),
+            spec=json.loads(json.dumps(asdict(spec), default=str)),
+            extra_tags={"triton_version": str(result.version)},
+        )
+    uri = f"models:/{rv.name}/{rv.version}"
+    meta_path = result.path / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["extra"]["registry"] = uri
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if registry.alias_version(spec.name, CHAMPION) is None and result.version == 1:
+        registry.set_alias(spec.name, CHAMPION, rv.version)  # the first export serves 100%
+    registry.record(spec.name, "register", version=rv.version, triton_version=result.version)
+    return uri

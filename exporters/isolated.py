@@ -23,10 +23,12 @@ def export_isolated(
     tolerance: float = 1e-4,
     seed: int = 0,
     progress: Progress = lambda step: None,
+    extra: dict | None = None,
+    register_in: Path | None = None,
 ) -> ExportResult:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, name, repository, checkpoint, tolerance, seed), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, name, repository, checkpoint, tolerance, seed, extra, register_in), daemon=True)
     proc.start()
     child.close()
     try:
@@ -50,13 +52,14 @@ def export_isolated(
             proc.kill()
 
 
-def _child(conn, name, repository, checkpoint, tolerance, seed) -> None:
+def _child(conn, name, repository, checkpoint, tolerance, seed, extra, register_in) -> None:
     from djserve.quiet import quiet_frameworks
 
     quiet_frameworks()
     try:
         result = export_model(
-            name, repository, checkpoint, tolerance, seed, progress=lambda step: conn.send(("progress", step))
+            name, repository, checkpoint, tolerance, seed, progress=lambda step: conn.send(("progress", step)), extra=extra,
+            register_in=register_in,
         )
         conn.send(("done", result))
     except errors.ExportError as exc:

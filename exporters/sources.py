@@ -30,6 +30,8 @@ class Source:
     export: Callable[[Feeds], onnx.ModelProto]
     """Export with this example batch (batch >= 2 so the batch axis cannot be frozen to 1)."""
     parity_feeds: list[tuple[Mapping[str, int], Feeds]]
+    save_checkpoint: Callable[[Path], Path] = None  # type: ignore[assignment]
+    """Write the source weights as a checkpoint this exporter accepts (for the registry); returns its path."""
     write_extras: Callable[[Path], None] = lambda version_dir: None
     keepalive: list = field(default_factory=list)
     """Objects (temporary dirs) that must live until the export is finished."""
@@ -76,12 +78,20 @@ def _torch_source(spec: ModelSpec, checkpoint: Path | None, seed: int, rng) -> S
 
     build = importlib.import_module(f"exporters.architectures.{spec.name}").build_model
     model = torch_onnx.load_torch(spec, build, checkpoint, seed)
+
+    def save(directory: Path) -> Path:
+        import torch
+
+        torch.save(model.state_dict(), directory / f"{spec.name}.pt")
+        return directory / f"{spec.name}.pt"
+
     return Source(
         spec,
         torch_onnx.framework_version(),
         run=lambda feeds: torch_onnx.run_torch(model, spec, feeds),
         export=lambda example: torch_onnx.to_onnx(model, spec, example),
         parity_feeds=default_feeds(spec, rng),
+        save_checkpoint=save,
     )
 
 
@@ -89,12 +99,18 @@ def _keras_source(spec: ModelSpec, checkpoint: Path | None, seed: int, rng) -> S
     from exporters import keras_onnx
 
     model = keras_onnx.load_keras(spec, checkpoint, seed=seed)
+
+    def save(directory: Path) -> Path:
+        model.save(directory / f"{spec.name}.keras")
+        return directory / f"{spec.name}.keras"
+
     return Source(
         spec,
         keras_onnx.framework_version(),
         run=lambda feeds: keras_onnx.run_keras(model, feeds),
         export=lambda example: keras_onnx.to_onnx(model, spec),
         parity_feeds=default_feeds(spec, rng),
+        save_checkpoint=save,
     )
 
 
@@ -106,12 +122,19 @@ def _hf_source(spec: ModelSpec, checkpoint: Path | None, seed: int, rng) -> Sour
         checkpoint, tmp = hf_onnx.reference_checkpoint(seed)
         keepalive.append(tmp)
     ckpt = hf_onnx.load_hf(spec, checkpoint)
+
+    def save(directory: Path) -> Path:
+        import shutil
+
+        return Path(shutil.copytree(ckpt.directory, directory / spec.name))
+
     return Source(
         spec,
         hf_onnx.framework_version(),
         run=lambda feeds: torch_onnx.run_torch(ckpt.model, spec, feeds),
         export=lambda example: hf_onnx.to_onnx(ckpt, spec, example),
         parity_feeds=hf_onnx.sample_feeds(spec, ckpt, rng, parity_plan(spec)),
+        save_checkpoint=save,
         write_extras=lambda version_dir: hf_onnx.save_tokenizer(ckpt, version_dir),
         keepalive=keepalive,
     )

@@ -78,7 +78,7 @@ GATEWAY_TEST_LIMITS = {
     "DJSERVE_GATEWAY_MAX_UPLOAD_MB": "16",
     "DJSERVE_GATEWAY_MAX_TEXT_CHARS": "500",
     "DJSERVE_GATEWAY_MAX_BATCH_MESSAGES": "64",
-    "DJSERVE_GATEWAY_TRITON_TIMEOUT_S": "5",
+    "DJSERVE_GATEWAY_TRITON_TIMEOUT_S": "30",
 }
 
 
@@ -89,6 +89,7 @@ def start_gateway(triton_grpc_url: str, repository: Path, state: Path, **extra_e
     env = {
         "DJSERVE_GATEWAY_REPOSITORY": str(repository),
         "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
+        "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state / "drift"),
         "BENTOML_HOME": str(state / "bentoml"),
         **GATEWAY_TEST_LIMITS,
         **extra_env,

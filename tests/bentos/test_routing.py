@@ -236,5 +236,5 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     store.write(p)
     assert os.listdir(path.parent) == ["policy.json"]
     on_disk = json.loads(path.read_text())
-    assert on_disk["families"]["judge"] == {"stable": 1, "canary": 2, "canary_percent": 10.0}
+    assert on_disk["families"]["judge"] == {"stable": 1, "canary": 2, "canary_percent": 10.0, "previous_stable": None}
     assert on_disk["updated_by"] == "ci"

@@ -182,7 +182,7 @@ def test_bad_input_is_a_named_4xx_while_a_good_request_succeeds(http, gateway, c
 
 
 def test_a_long_set_is_scored_window_by_window(http):
-    """7 minutes: 18 windows, two Triton batches of windows (16 + 2), one tempo for the whole set."""
+    """7 minutes: 18 windows, scored in Triton batches of 4 windows, one tempo for the whole set."""
     audio = encode(click_track(124, 7 * 60, sr=8000), sr=8000)
     r = analyze(http, audio, battle_id="long-set")
     assert r.status_code == 200, r.text
