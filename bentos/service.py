@@ -235,6 +235,15 @@ class Gateway:
         limit = min(body.limit, self.settings.max_recommendations)
         return await recommend.recommend(self.backend, self.catalogue, body.user_id, limit, _pin(request))
 
+    # --- MLOps ----------------------------------------------------------------------------
+
+    @app.get("/admin/stats")
+    async def admin_stats(self, family: str) -> dict:
+        """Recent live outcomes per version (the last 1,000): what canary gates are computed from."""
+        if family not in self.backend.policies.current().families:
+            raise GatewayError("unknown_family", f"no model family {family!r}", field="family", status=404)
+        return self.backend.monitor.stats(family)
+
     # --- health --------------------------------------------------------------------------
 
     @app.get("/health", response_model=Health)

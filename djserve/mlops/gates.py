@@ -40,7 +40,7 @@ class GateResult:
 
 
 def evaluate(stats: dict, stable: int, canary: int, cfg: GateConfig) -> GateResult:
-    """`stats` is the gateway's /admin/stats/<family> answer (PredictionMonitor.stats)."""
+    """`stats` is the gateway's /admin/stats?family=<family> answer (PredictionMonitor.stats)."""
     versions = stats.get("versions", {})
     s, c = versions.get(str(stable), {}), versions.get(str(canary), {})
     n_c, n_s = int(c.get("count", 0)), int(s.get("count", 0))

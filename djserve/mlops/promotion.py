@@ -130,7 +130,8 @@ class Promoter:
         new = result.version
         self.log(f"{family}: loading v{new} beside v{fp.stable}")
         try:
-            self.triton.pin_ensembles({family: fp.stable})
+            # Load before touching the ensembles: loading an ensemble reloads members whose folder
+            # changed (the new version) from config.pbtxt, i.e. with the wrong versions.
             self.triton.load(family, _serving(fp) + [new])
             self.triton.pin_ensembles({family: fp.stable})
             self.triton.smoke(family, new)
@@ -278,7 +279,7 @@ class Promoter:
         return int(uri.rsplit("/", 1)[-1]) if uri.startswith("models:/") else None
 
     def _stats(self, family: str) -> dict:
-        with urllib.request.urlopen(f"{self.promo.gateway_url}/admin/stats/{family}", timeout=10) as r:
+        with urllib.request.urlopen(f"{self.promo.gateway_url}/admin/stats?family={family}", timeout=10) as r:
             return json.loads(r.read())
 
     def _set_baseline(self, family: str, version: int) -> None:
