@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import torch
 
@@ -265,3 +264,27 @@ def _gauge(metrics: str, version: int) -> float | None:
         if line.startswith("ai_model_drift_score{") and 'model_type="sentiment"' in line and f'version="{version}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def test_a_restart_serves_the_same_versions_and_shares(exported_repository, tmp_path):
+    """After a stop, `djserve serve` (Promoter.restore) loads exactly the policy's versions again;
+    the repository's own `latest 2` would have loaded 2 and 3."""
+    from bentos.routing import FamilyPolicy, TrafficPolicy
+    from djserve.triton import TritonServer, TritonSettings
+
+    repo = copy_committed_repository(tmp_path / "model_repository")
+    for name in EXPORTED:
+        shutil.copytree(exported_repository / name / "1", repo / name / "1")
+    for v in (2, 3):
+        shutil.copytree(exported_repository / "judge" / "1", repo / "judge" / str(v))
+    state = tmp_path / "state"
+    policy = {"judge": FamilyPolicy(stable=1, canary=3, canary_percent=20)}
+    triton = TritonServer(TritonSettings(model_repository=repo, backend_dir=tmp_path / "backends", http_port=free_port(),
+                                         grpc_port=free_port(), metrics_port=free_port()), log_file=tmp_path / "t.log")
+    with triton:
+        promoter = Promoter(Settings(repository=repo, state_dir=state), PromotionSettings(triton_http_url=triton.http_url))
+        assert promoter.triton.loaded_versions("judge") == [2, 3]  # what the repository alone loads
+        promoter.policies.write(TrafficPolicy(families={**promoter.policies.current().families, **policy}))
+        promoter.restore()
+        assert promoter.triton.loaded_versions("judge") == [1, 3]
+        assert promoter.policy("judge") == policy["judge"]
