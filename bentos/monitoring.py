@@ -22,9 +22,7 @@ import functools
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import threading
 import time
 from collections import deque
@@ -33,6 +31,8 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+
+from djserve.files import atomic_write_text
 
 WINDOW = 1000
 DRIFT_P_VALUE = 0.05
@@ -223,7 +223,6 @@ class PredictionMonitor:
         if not vals or not all(math.isfinite(v) for v in vals):
             raise ValueError("a baseline needs at least one value, all finite")
         path = self._baseline_path(family)
-        path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "family": family,
             "version": version,
@@ -231,21 +230,7 @@ class PredictionMonitor:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "source": source,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{family}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp makes it 0600; the gateway may run as another user
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(doc))
 
     def baseline(self, family: str) -> list[float] | None:
         path = self._baseline_path(family)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from djserve.files import atomic_write_text
 from djserve.specs import EXPORTED
 
 log = logging.getLogger(__name__)
@@ -159,20 +159,7 @@ class PolicyStore:
     def write(self, policy: TrafficPolicy) -> None:
         """Write the policy atomically (a temp file in the same folder, then os.replace)."""
         policy = TrafficPolicy.model_validate(policy.model_dump())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(policy.model_dump_json(indent=2) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_text(self.path, policy.model_dump_json(indent=2) + "\n")
 
     # --- internals (called under the lock) ---------------------------------------------------
 

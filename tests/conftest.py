@@ -16,6 +16,18 @@ quiet_frameworks()
 COMMITTED_REPOSITORY = PROJECT_ROOT / "model_repository"
 
 
+def poll(check, seconds: float) -> bool:
+    """True as soon as `check()` is; False after `seconds` (a bound on waiting, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.25)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

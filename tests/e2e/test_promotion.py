@@ -24,7 +24,7 @@ from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch
 from tests.audio_samples import click_track, encode
-from tests.conftest import copy_committed_repository, free_port, start_gateway
+from tests.conftest import copy_committed_repository, free_port, poll, start_gateway
 
 CLIPS = [encode(click_track(bpm, 2.5, seed=i)) for i, bpm in enumerate((96, 128, 150))]
 
@@ -188,17 +188,6 @@ def test_refused_candidates_leave_production_unchanged(stack, tmp_path, monkeypa
     assert len(list((repo / "judge").glob(".rejected-*"))) == 2
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         assert poll(lambda: http.get("/readyz").status_code == 200, 15)
-
-
-def poll(check, seconds: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 def traffic(url: str, stop: threading.Event) -> None:

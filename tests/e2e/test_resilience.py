@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from tests.conftest import free_port, start_gateway
-
-
-def poll(check, seconds: float) -> bool:
-    """True as soon as `check()` is; False after `seconds` (a bound on waiting, not a timing assertion)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.25)
-    return False
+from tests.conftest import free_port, poll, start_gateway
 
 
 @pytest.fixture(scope="module")
