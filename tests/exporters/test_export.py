@@ -162,3 +162,19 @@ def test_any_local_hf_checkpoint_directory_exports_unchanged(repo, tmp_path):
     assert meta["weights"] == str(ckpt.resolve()) and len(meta["checkpoint_sha256"]) == 64
     assert (version / "tokenizer" / "tokenizer.json").is_file()
     assert [b["batch"] for b in meta["parity"]["batches"]] == [2, 1, 4]
+
+
+def test_cli_export_registers_the_checkpoint_in_mlflow(repo, tmp_path, monkeypatch):
+    from djserve.mlops.registry import CHAMPION, Registry
+
+    monkeypatch.setenv("DJSERVE_STATE_DIR", str(tmp_path / "state"))
+    code, out = run_cli("export", "recommender", "--repository", str(repo))
+    assert code == 0 and "registered as models:/recommendations/1" in out, out
+    meta = json.loads((repo / "recommender" / "1" / "metadata.json").read_text())
+    assert meta["extra"]["registry"] == "models:/recommendations/1"
+    registry = Registry(tmp_path / "state")
+    assert registry.alias_version("recommender", CHAMPION) == 1  # the first export serves 100%
+    rv = registry.resolve("models:/recommendations@champion")
+    checkpoint = registry.download_checkpoint(rv, tmp_path / "download")
+    restored = torch.load(checkpoint, weights_only=True)
+    assert set(restored) == set(recommender.build_model(0).state_dict())
