@@ -6,11 +6,11 @@ import os
 import sys
 from pathlib import Path
 
-from djserve.process import ChildProcess, ProcessStartError, http_status
+from djserve.process import ChildProcess, ManagedServer, ProcessStartError, http_status
 from djserve.settings import PROJECT_ROOT
 
 
-class GatewayServer:
+class GatewayServer(ManagedServer):
     def __init__(
         self,
         triton_url: str,
@@ -33,24 +33,14 @@ class GatewayServer:
         self.child.start(argv, env=env, cwd=PROJECT_ROOT)
         return self
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    def wait_ready(self, timeout: float | None = None) -> None:
         """Until /readyz answers 200: the gateway is up and sees Triton with every routed version."""
-        self.child.wait_until(lambda: http_status(f"{self.url}/readyz") == 200, timeout, f"ready at {self.url}/readyz")
+        self.child.wait_until(
+            lambda: http_status(f"{self.url}/readyz") == 200, 120.0 if timeout is None else timeout, f"ready at {self.url}/readyz"
+        )
 
     def stop(self, timeout: float = 15.0) -> int | None:
         return self.child.stop(timeout)
-
-    def __enter__(self) -> "GatewayServer":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 __all__ = ["GatewayServer", "ProcessStartError"]

@@ -116,6 +116,32 @@ class ChildProcess:
         return "\n".join(deque(text.rstrip().splitlines(), maxlen=lines))
 
 
+class ManagedServer:
+    """Context manager of a server with start(), wait_ready() and stop(): ready on enter (stopped
+    again if it never gets there), stopped on exit."""
+
+    def start(self):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def wait_ready(self, timeout: float | None = None) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 15.0) -> int | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
     """HTTP status of a GET, None when nothing answers."""
     try:

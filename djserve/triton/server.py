@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from djserve.process import ChildProcess, ProcessStartError, http_status
+from djserve.process import ChildProcess, ManagedServer, ProcessStartError, http_status
 from djserve.triton.backends import (
     TritonError,
     TritonSetupError,
@@ -140,7 +140,7 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-class TritonServer:
+class TritonServer(ManagedServer):
     """One `tritonserver` child process. As a context manager: start + wait_ready, stop on exit."""
 
     def __init__(self, settings: TritonSettings, log_file: Path | str | None = None):
@@ -273,18 +273,6 @@ class TritonServer:
 
     def log_tail(self, lines: int = 30) -> str:
         return self.child.log_tail(lines)
-
-    def __enter__(self) -> "TritonServer":
-        self.start()
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def run_foreground(self, out=None) -> int:
         """Start, wait ready, print the URLs, block until SIGINT/SIGTERM (or the server dies),
