@@ -16,10 +16,9 @@ import numpy as np
 
 from bentos.errors import GatewayError, TritonUnavailable
 from bentos.monitoring import PredictionMonitor, summarize
-from bentos.routing import FAMILIES, PolicyStore, Route, TrafficPolicy, route
+from bentos.routing import FAMILIES, PolicyStore, Route, newest_versions, route
 from bentos.settings import GatewaySettings
 from clients.triton import AsyncTritonModelClient
-from djserve.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +37,10 @@ class ModelBackend:
     def __init__(self, settings: GatewaySettings):
         self.settings = settings
         self.client = AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
-        self.policies = PolicyStore(settings.policy_file, default=self._default_policy)
+        self.policies = PolicyStore(settings.policy_file, default=lambda: newest_versions(settings.repository))
         self.monitor = PredictionMonitor(settings.drift_baseline_dir)
         """Live windows per family and version: canary gates and drift read them."""
         self._ready_cache: tuple[float, dict[str, bool], bool] | None = None
-
-    def _default_policy(self) -> TrafficPolicy:
-        """No policy file: every family on its newest exported version (1 if none is on disk)."""
-        repo = ModelRepository(self.settings.repository)
-        return TrafficPolicy.all_stable({f: repo.latest(f) or 1 for f in FAMILIES})
 
     def route(self, family: str, key: str, pinned: int | None = None) -> Route:
         return route(self.policies.current(), family, key, pinned)

@@ -104,6 +104,14 @@ def route(policy: TrafficPolicy, family: str, key: str, pinned: int | None = Non
     return Route(family, fp.stable, canary=False, pinned=False)
 
 
+def newest_versions(repository: Path) -> TrafficPolicy:
+    """The policy without a policy file: every family on its newest exported version (1 if none)."""
+    from djserve.repository import ModelRepository
+
+    repo = ModelRepository(repository)
+    return TrafficPolicy.all_stable({f: repo.latest(f) or 1 for f in FAMILIES})
+
+
 _Signature = tuple[int, int, int, int]
 
 

@@ -12,6 +12,7 @@ Retry-After, and one bad request never disturbs the others.
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import json
 import logging
@@ -55,11 +56,16 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+@functools.cache
+def _retry_after_s() -> int:
+    return GatewaySettings().retry_after_s
+
+
 @app.exception_handler(GatewayError)
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
     headers = None
     if exc.status == 503:
-        headers = {"Retry-After": str(GatewaySettings().retry_after_s)}
+        headers = {"Retry-After": str(_retry_after_s())}
     return error_response(exc.status, exc.code, exc.message, exc.field, headers)
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 import onnx
 
+from djserve.files import atomic_write_text
 from djserve.repository import ModelRepository, VersionMetadata
 from djserve.repository.layout import METADATA_FILE, UNTRAINED
 from djserve.specs import EXPORTED
@@ -110,7 +111,7 @@ def _register(state_dir: Path, source, spec, checkpoint: Path | None, report, re
     meta_path = result.path / METADATA_FILE
     meta = json.loads(meta_path.read_text())
     meta["extra"]["registry"] = uri
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if registry.alias_version(spec.name, CHAMPION) is None and result.version == 1:
         registry.set_alias(spec.name, CHAMPION, rv.version)  # the first export serves 100%
     registry.record(spec.name, "register", version=rv.version, triton_version=result.version)

@@ -27,13 +27,12 @@ from typing import Callable
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy
+from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
 from djserve.mlops.gates import GateConfig, GateResult, evaluate
 from djserve.mlops.registry import CHALLENGER, CHAMPION, Registry, registered_name
 from djserve.mlops.triton_control import TritonControl
 from djserve.repository import ModelRepository
 from djserve.settings import Settings
-from djserve.specs import EXPORTED
 
 POLICY_FILE = "traffic_policy.json"
 BASELINE_DIR = "drift"
@@ -70,7 +69,7 @@ class Promoter:
     def __init__(self, settings: Settings, promo: PromotionSettings | None = None, log: Callable[[str], None] = print):
         self.settings, self.promo, self.log = settings, promo or PromotionSettings(), log
         self.repo = ModelRepository(settings.repository)
-        self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=self._default_policy)
+        self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=lambda: newest_versions(settings.repository))
         self.triton = TritonControl(self.promo.triton_http_url)
 
     @functools.cached_property
@@ -78,9 +77,6 @@ class Promoter:
         return Registry(self.settings.state_dir)  # opened on first use: restore() does not need it
 
     # --- policy ----------------------------------------------------------------------------
-
-    def _default_policy(self) -> TrafficPolicy:
-        return TrafficPolicy.all_stable({f: self.repo.latest(f) or 1 for f in EXPORTED})
 
     def policy(self, family: str) -> FamilyPolicy:
         return self.policies.current().families[family]

@@ -13,6 +13,7 @@ import tritonclient.http as triton_http
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from clients.triton import build_request
 from djserve.repository import render_config
 from djserve.specs import ENSEMBLES, EXPORTED
 
@@ -67,12 +68,8 @@ class TritonControl:
         spec = EXPORTED[family]
         axes = spec.parity_axes[0]
         feeds = spec.random_inputs(2, axes, np.random.default_rng(seed))
-        inputs = []
-        for t in spec.inputs:
-            inp = triton_http.InferInput(t.name, list(feeds[t.name].shape), t.dtype)
-            inp.set_data_from_numpy(feeds[t.name])
-            inputs.append(inp)
-        result = self.client.infer(family, inputs, model_version=str(version))
+        _, inputs, requested = build_request(triton_http, family, feeds)
+        result = self.client.infer(family, inputs, model_version=str(version), outputs=requested)
         outputs = {t.name: result.as_numpy(t.name) for t in spec.outputs}
         for t in spec.outputs:
             want = t.shape(2, axes)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from djserve.files import atomic_write_text
 from djserve.repository.config import render_config
 from djserve.specs.base import ModelSpec
 
@@ -67,7 +68,7 @@ class ModelRepository:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = render_config(spec)
         if not path.exists() or path.read_text() != text:
-            _atomic_write(path, text)
+            atomic_write_text(path, text)
         return path
 
     @contextmanager
@@ -100,9 +101,3 @@ def _commit(staging: Path, model_dir: Path) -> Path:
         except OSError:
             if not target.exists():
                 raise
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
