@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -qq --disable-pip-version-check -c constraints.txt -e '.[all]'
+	@echo "Compiling librosa's numba kernels once (cached), so the gateway starts in seconds..."
+	$(BIN)/python -c "from bentos.audio import warm_up; warm_up()"
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # Export every model that has no version yet (seeded reference weights unless you export your own).

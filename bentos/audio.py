@@ -162,7 +162,7 @@ class AudioSource:
         """Duration from the header."""
         return self._frames / self._source_rate
 
-    def _blocks(self) -> Iterator[np.ndarray]:
+    def blocks(self) -> Iterator[np.ndarray]:
         """Mono 22050 Hz float32 chunks of the decoded stream."""
         max_frames = self._limits.max_seconds * self._source_rate
         resampler = (
@@ -218,7 +218,7 @@ class AudioSource:
             segment = buf[lo : lo + (_CONTEXT + n_frames - 1) * HOP_LENGTH + N_FFT]
             return _window(index, f0, segment, n_frames, first=f0 == 0)
 
-        for chunk in self._blocks():
+        for chunk in self.blocks():
             pending.append(chunk)
             n_samples += len(chunk)
             # Emit a full window only once MIN_WINDOW_FRAMES more frames exist after it: else it may

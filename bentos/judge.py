@@ -1,7 +1,8 @@
 """Score a DJ set: decode, cut into windows, run judge + technical + creative, combine.
 
-Windows are decoded and featurised in a worker thread a batch at a time and scored as they come,
-so a 60-minute set never holds more than one batch of windows in memory. Window scores are averaged
+Windows are decoded and featurised in a worker thread while Triton scores the previous one (a
+two-stage pipeline), so a 60-minute set never holds more than two windows in memory and a 30 s
+clip costs little more than its parts. Window scores are averaged
 weighted by window length; tempo and beats come from the whole set's onset envelope.
 """
 
@@ -23,10 +24,10 @@ from djserve.specs import creative, judge, technical
 from djserve.specs.features import SAMPLE_RATE
 from djserve.specs.genres import GENRE_WEIGHTS, GENRES, normalize_genre, weights_for
 
-#: Windows per Triton request. Small enough that one call of the heaviest model (technical, ~10
-#: GFLOP a full window) stays well inside the Triton timeout on a CPU; Triton may still batch
-#: several such calls together.
-WINDOW_BATCH = 4
+#: Windows featurised (and sent to Triton) at a time. One, so that scoring window i overlaps with
+#: featurising window i+1 (a 30 s clip is two windows); concurrent requests still share Triton
+#: batches through its dynamic batcher.
+WINDOW_BATCH = 1
 
 AUDIO_STATUS = {
     "empty_audio": 400,
@@ -88,11 +89,7 @@ async def score_set(
     tokens = audio.metadata_tokens(tracks)
     totals = _Totals()
     with track("judge", routes["judge"].version, genre):
-        windows = source.windows()
-        while batch := await asyncio.to_thread(_next_batch, windows):
-            for group in _same_length(batch):
-                await _score_group(backend, routes, group, tokens, totals)
-        bpm, beats = await asyncio.to_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
+        bpm, beats = await _score_windows(backend, routes, source.windows(), tokens, totals)
 
     components = totals.mean("component_scores")
     overall = float(np.dot(components, weights_for(genre)))
@@ -109,6 +106,33 @@ async def score_set(
         model_versions={name: r.version for name, r in routes.items()},
         processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
     )
+
+
+async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> tuple[float, list[float]]:
+    """A two-stage pipeline: the next windows are decoded and featurised in a thread while Triton
+    scores the current ones, and tempo runs alongside the last scoring. At most two batches of
+    windows are in memory."""
+
+    async def score(batch: list[audio.Window]) -> None:
+        for group in _same_length(batch):
+            await _score_group(backend, routes, group, tokens, totals)
+
+    features = asyncio.ensure_future(asyncio.to_thread(_next_batch, windows))
+    scoring: asyncio.Future | None = None
+    try:
+        while batch := await features:
+            totals.envelopes.extend(w.onset_envelope for w in batch)
+            if scoring is not None:
+                await scoring
+            scoring = asyncio.ensure_future(score(batch))
+            features = asyncio.ensure_future(asyncio.to_thread(_next_batch, windows))
+        tempo = asyncio.to_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
+        (bpm, beats), _ = await asyncio.gather(tempo, scoring or asyncio.sleep(0))
+        return bpm, beats
+    finally:
+        for task in (features, scoring):
+            if task is not None and not task.done():
+                task.cancel()
 
 
 def _next_batch(windows) -> list[audio.Window]:
@@ -140,7 +164,6 @@ async def _score_group(backend, routes, group, tokens, totals: _Totals) -> None:
     totals.add("creative_scores", creat["creative_scores"], frames)
     totals.frames += int(frames.sum())
     totals.windows += len(group)
-    totals.envelopes.extend(w.onset_envelope for w in group)
 
 
 def _named(spec, output: str, values: np.ndarray) -> dict[str, float]:

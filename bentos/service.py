@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from bentos import audio, judge, recommend, sentiment
+from bentos import audio, judge, live, recommend, sentiment
 from bentos.backend import ModelBackend
 from bentos.catalogue import Catalogue
 from bentos.errors import GatewayError, InvalidInput
@@ -36,6 +36,8 @@ from djserve.schemas import (
     ErrorDetail,
     Health,
     JudgeRequest,
+    LiveBeats,
+    LiveChunkRequest,
     RecommendationRequest,
     Recommendations,
     ScoreSheet,
@@ -132,6 +134,7 @@ def _b64(data: str, field: str) -> bytes:
     workers=1,
     traffic={"timeout": 900},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
+    logging={"access": {"enabled": GatewaySettings().access_log}},
 )
 @bentoml.asgi_app(app, path="/")
 class Gateway:
@@ -141,6 +144,11 @@ class Gateway:
             max_bytes=int(self.settings.max_upload_mb * 2**20),
             max_seconds=self.settings.max_audio_seconds,
             min_seconds=self.settings.min_audio_seconds,
+        )
+        self.live_limits = audio.AudioLimits(
+            max_bytes=self.limits.max_bytes,
+            max_seconds=self.settings.live_max_chunk_seconds,
+            min_seconds=self.settings.live_min_chunk_seconds,
         )
         self.backend = ModelBackend(self.settings)
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
@@ -210,6 +218,16 @@ class Gateway:
             margin=round(margin, 6),
             processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
         )
+
+    # --- live analysis -------------------------------------------------------------------
+
+    @app.post("/ai/live/beats", response_model=LiveBeats)
+    async def live_beats(self, request: Request) -> LiveBeats:
+        """One chunk of a live stream (JSON base64 audio, 0.3-10 s): beat probability and tempo confidence."""
+        self._check_size(request)
+        body = _parse(LiveChunkRequest, await _json(request))
+        data = _b64(body.audio_data.base64, "audioData.base64")
+        return await live.analyze_chunk(self.backend, data, body.audio_data.format, body.stream_id, self.live_limits, _pin(request))
 
     # --- sentiment -----------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ from djserve.schemas import (
     BattleSet,
     ErrorBody,
     Health,
+    LiveBeats,
+    LiveChunkRequest,
     RecommendationRequest,
     Recommendations,
     ScoreSheet,
@@ -215,6 +217,12 @@ def _recommend(user_id: str, limit: int) -> _Call:
                  {"json": _body(RecommendationRequest(user_id=user_id, limit=limit))})
 
 
+def _live_beats(audio: Audio, stream_id: str) -> _Call:
+    data, _, fmt = _read_audio(audio)
+    request = LiveChunkRequest(stream_id=stream_id, audio_data=AudioData(base64=base64.b64encode(data).decode("ascii"), format=fmt))
+    return _Call("POST", "/ai/live/beats", LiveBeats, {"json": _body(request)})
+
+
 def _health() -> _Call:
     return _Call("GET", "/health", Health, ok_statuses=(503,))
 
@@ -331,6 +339,10 @@ class GatewayClient:
     def recommend_battles(self, user_id: str, limit: int = 10) -> Recommendations:
         return self._send(_recommend(user_id, limit))
 
+    def live_beats(self, audio: Audio, stream_id: str) -> LiveBeats:
+        """One chunk (0.3-10 s) of a live stream: beat probability and tempo confidence."""
+        return self._send(_live_beats(audio, stream_id))
+
     def health(self) -> Health:
         """GET /health; a degraded gateway's 503 with a Health body is returned, not raised."""
         return self._send(_health())
@@ -385,6 +397,9 @@ class AsyncGatewayClient:
 
     async def recommend_battles(self, user_id: str, limit: int = 10) -> Recommendations:
         return await self._send(_recommend(user_id, limit))
+
+    async def live_beats(self, audio: Audio, stream_id: str) -> LiveBeats:
+        return await self._send(_live_beats(audio, stream_id))
 
     async def health(self) -> Health:
         return await self._send(_health())

@@ -152,12 +152,16 @@ def serve(
     """Run Triton and the BentoML gateway together until Ctrl-C/SIGTERM."""
     import signal
     import threading
+    import time
 
     from djserve.gateway import GatewayServer
+    from djserve.mlops.promotion import PromotionError
     from djserve.process import ProcessStartError
     from djserve.triton import TritonError, TritonServer
 
     cfg = settings()
+    # With DJSERVE_TRITON_ADMIN_KEY set, Triton restricts model control to that key; the promoter's
+    # restore() below reads the same variable. The gateway needs no key (and is not given it).
     triton = TritonServer(_triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port))
     gateway = GatewayServer(
         triton.grpc_url,
@@ -173,22 +177,27 @@ def serve(
     )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
     try:
-        with console.status("starting Triton (all models)"):
+        # Both start at once: the gateway's imports and librosa warm-up take as long as Triton's model
+        # loads, and its readiness waits for Triton and the policy's versions anyway.
+        with console.status("starting Triton (all models) and the gateway (librosa warm-up)"):
             triton.start()
+            gateway.start()
             triton.wait_ready()
             _promoter(triton.http_url).restore()  # the versions and shares of the traffic policy
-        with console.status("starting the gateway (librosa warm-up)"):
-            gateway.start()
             gateway.wait_ready()
-        console.print(f"[green]ready[/]: gateway {gateway.url}  Triton gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}")
+        console.print(
+            f"[green]ready[/] in {time.monotonic() - started:.1f} s: gateway {gateway.url}  "
+            f"Triton gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}"
+        )
         console.print(f"logs in {cfg.state_dir / 'logs'}; Ctrl-C to stop")
         while not stop.wait(0.5):
             for name, proc in (("Triton", triton), ("gateway", gateway.child)):
                 if not proc.is_running():
                     _fail(f"{name} exited unexpectedly; see {proc.log_file}")
         console.print("stopping the gateway, then Triton")
-    except (TritonError, ProcessStartError) as exc:
+    except (TritonError, ProcessStartError, PromotionError) as exc:
         _fail(str(exc))
     finally:
         gateway.stop()
@@ -198,15 +207,20 @@ def serve(
 
 
 def _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port):
+    from pydantic import ValidationError
+
     from djserve.triton import TritonSettings
 
     overrides = {"host": host, "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port}
-    return TritonSettings(
-        model_repository=repository or cfg.repository,
-        backend_dir=cfg.state_dir / "backends",
-        log_file=cfg.state_dir / "logs" / "tritonserver.log",
-        **{k: v for k, v in overrides.items() if v is not None},
-    )
+    try:  # DJSERVE_TRITON_* (the admin key among them) come from the environment
+        return TritonSettings(
+            model_repository=repository or cfg.repository,
+            backend_dir=cfg.state_dir / "backends",
+            log_file=cfg.state_dir / "logs" / "tritonserver.log",
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+    except ValidationError as exc:  # its message never echoes the input (hide_input_in_errors)
+        _fail(str(exc))
 
 
 def _promoter(triton_http_url: str | None = None):
@@ -305,6 +319,13 @@ def _fail(message: str) -> None:
     console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
+
+# Load tests and the benchmark live in loadtest/; their commands are registered here.
+from loadtest.bench.cli import bench  # noqa: E402
+from loadtest.cli import loadtest  # noqa: E402
+
+app.command("bench")(bench)
+app.command("loadtest")(loadtest)
 
 if __name__ == "__main__":
     app()

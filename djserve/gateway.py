@@ -8,6 +8,7 @@ from pathlib import Path
 
 from djserve.process import ChildProcess, ManagedServer, ProcessStartError, http_status
 from djserve.settings import PROJECT_ROOT
+from djserve.triton.admin import ADMIN_KEY_ENV
 
 
 class GatewayServer(ManagedServer):
@@ -29,7 +30,9 @@ class GatewayServer(ManagedServer):
 
     def start(self) -> "GatewayServer":
         argv = [sys.executable, "-m", "bentoml", "serve", "bentos.service:Gateway", "--host", self.host, "--port", str(self.port)]
-        env = {**os.environ, "DJSERVE_GATEWAY_TRITON_URL": self.triton_url, **self.env}
+        # The gateway only infers and asks readiness: it never gets Triton's admin key.
+        inherited = {k: v for k, v in os.environ.items() if k != ADMIN_KEY_ENV}
+        env = {**inherited, "DJSERVE_GATEWAY_TRITON_URL": self.triton_url, **self.env}
         self.child.start(argv, env=env, cwd=PROJECT_ROOT)
         return self
 

@@ -154,6 +154,26 @@ class Recommendations(Schema):
     model_version: Optional[int]
 
 
+# --- live analysis -----------------------------------------------------------------------------
+
+
+class LiveChunkRequest(Schema):
+    stream_id: str = Field(min_length=1, max_length=128, description="routes every chunk of a stream to one version")
+    audio_data: AudioData
+
+
+class LiveBeats(Schema):
+    stream_id: str
+    beat_probability: float
+    """Probability that the chunk holds a beat (the beat detector)."""
+    tempo_confidence: float
+    """Mean per-frame tempo confidence over the chunk (the tempo tracker)."""
+    frames: int
+    duration_seconds: float
+    model_version: int
+    processing_time_ms: float
+
+
 # --- health ------------------------------------------------------------------------------------
 
 

@@ -30,9 +30,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
 from djserve.mlops.gates import GateConfig, GateResult, evaluate
 from djserve.mlops.registry import CHALLENGER, CHAMPION, Registry, registered_name
-from djserve.mlops.triton_control import TritonControl
+from djserve.mlops.triton_control import TritonAccessDenied, TritonControl
 from djserve.repository import ModelRepository
 from djserve.settings import Settings
+from djserve.triton.admin import ADMIN_KEY_ENV, AdminKey
 
 POLICY_FILE = "traffic_policy.json"
 BASELINE_DIR = "drift"
@@ -43,9 +44,15 @@ class PromotionError(Exception):
 
 
 class PromotionSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DJSERVE_PROMOTION_")
+    # hide_input_in_errors: a rejected admin_key must not be echoed into an error message.
+    model_config = SettingsConfigDict(
+        env_prefix="DJSERVE_PROMOTION_", hide_input_in_errors=True, validate_by_name=True, validate_by_alias=True
+    )
 
     triton_http_url: str = "127.0.0.1:8000"
+    admin_key: AdminKey = Field(None, validation_alias=ADMIN_KEY_ENV)
+    """The same `DJSERVE_TRITON_ADMIN_KEY` the embedded Triton is started with: sent with every
+    model-control call (load, unload, repository index)."""
     gateway_url: str = "http://127.0.0.1:3000"
     keep_versions: int = Field(2, ge=1)
     """Loaded versions after `complete`: the champion and the one before it, for rollback."""
@@ -70,7 +77,7 @@ class Promoter:
         self.settings, self.promo, self.log = settings, promo or PromotionSettings(), log
         self.repo = ModelRepository(settings.repository)
         self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=lambda: newest_versions(settings.repository))
-        self.triton = TritonControl(self.promo.triton_http_url)
+        self.triton = TritonControl(self.promo.triton_http_url, admin_key=self.promo.admin_key)
 
     @functools.cached_property
     def registry(self) -> Registry:
@@ -94,8 +101,16 @@ class Promoter:
             self.policies.write(policy.model_copy(update={"updated_at": _now(), "updated_by": "djserve"}))
         return policy
 
+    def _check_access(self) -> None:
+        """Refuse a step before it changes anything if Triton would refuse its model control."""
+        try:
+            self.triton.check_access()
+        except TritonAccessDenied as exc:
+            raise PromotionError(str(exc)) from None
+
     def restore(self) -> None:
         """Load exactly the versions the policy serves (after a restart) and pin the ensembles."""
+        self._check_access()
         policy = self.materialize()
         for family, fp in policy.families.items():
             self.triton.load(family, _serving(fp))
@@ -111,6 +126,7 @@ class Promoter:
         fp = self.policy(family)
         if fp.canary is not None:
             raise PromotionError(f"{family} already has canary v{fp.canary}: complete or roll it back first")
+        self._check_access()  # before the export, not after it
         rv = self.registry.resolve(source)
         if rv.family != family:
             raise PromotionError(f"{source} is a {rv.family} model, not {family}")
@@ -159,6 +175,7 @@ class Promoter:
         fp = self.policy(family)
         if fp.canary is None:
             raise PromotionError(f"{family} has no canary to complete")
+        self._check_access()  # the policy is written first: Triton must then accept the reload
         champion, previous = fp.canary, fp.stable
         new = FamilyPolicy(stable=champion, previous_stable=previous)
         self._write(family, new, f"complete v{champion}")
@@ -187,6 +204,7 @@ class Promoter:
             new = FamilyPolicy(stable=target)
         else:
             raise PromotionError(f"{family}: nothing to roll back to (no canary, no previous champion)")
+        self._check_access()
         self._write(family, new, f"rollback v{failed}: {reason}")
         self.triton.pin_ensembles({family: target})
         self.registry.delete_alias(family, CHALLENGER)

@@ -4,34 +4,41 @@ Versions are loaded with a config override whose version_policy names them (`spe
 stable version stays loaded while a candidate comes and goes, and a restart loads exactly the
 versions the traffic policy serves. The ensembles are re-pinned to the stable version of their
 members, so a direct ensemble caller never lands on a candidate under trial.
+
+When Triton restricts its model-control API (`DJSERVE_TRITON_ADMIN_KEY`), every model-control call
+here (repository index, load) carries the admin key; without it Triton refuses them and
+`TritonAccessDenied` says so.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import tritonclient.http as triton_http
-from google.protobuf import json_format, text_format
-from tritonclient.grpc import model_config_pb2 as mc
+from google.protobuf import json_format
+from pydantic import SecretStr
+from tritonclient.utils import InferenceServerException
 
 from clients.triton import build_request
-from djserve.repository import render_config
+from djserve.repository.config import build_config
 from djserve.specs import ENSEMBLES, EXPORTED
+from djserve.triton.admin import ADMIN_KEY_ENV, admin_headers
 
 
-def _config(text: str) -> mc.ModelConfig:
-    return text_format.Parse("\n".join(l for l in text.splitlines() if not l.startswith("#")), mc.ModelConfig())
+class TritonAccessDenied(RuntimeError):
+    """Triton refused a model-control call: its model-control API is restricted and the admin key
+    was missing or wrong. The message names the setting, never the key."""
 
 
 def versions_config(family: str, versions: list[int]) -> str:
     """The family's config.pbtxt (from its spec) with `version_policy { specific { versions } }`, as JSON."""
-    cfg = _config(render_config(EXPORTED[family]))
+    cfg = build_config(EXPORTED[family])
     cfg.version_policy.Clear()
     cfg.version_policy.specific.versions.extend(sorted(set(versions)))
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
 def pinned_ensemble_config(ensemble: str, pins: dict[str, int]) -> str:
-    cfg = _config(render_config(ENSEMBLES[ensemble]))
+    cfg = build_config(ENSEMBLES[ensemble])
     for step in cfg.ensemble_scheduling.step:
         if step.model_name in pins:
             step.model_version = pins[step.model_name]
@@ -39,29 +46,51 @@ def pinned_ensemble_config(ensemble: str, pins: dict[str, int]) -> str:
 
 
 class TritonControl:
-    def __init__(self, http_url: str, timeout_s: float = 120.0):
+    def __init__(self, http_url: str, timeout_s: float = 120.0, admin_key: SecretStr | str | None = None):
         self.client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=timeout_s)
+        self._headers = admin_headers(admin_key, "http") or None
 
     def close(self) -> None:
         self.client.close()
 
+    def _control(self, call, *args, **kwargs):
+        """A model-control call with the admin header; a refusal becomes TritonAccessDenied."""
+        try:
+            return call(*args, headers=self._headers, **kwargs)
+        except InferenceServerException as exc:
+            if exc.status() == "403" or "is restricted" in (exc.message() or ""):
+                state = "was refused" if self._headers else "is missing"
+                raise TritonAccessDenied(
+                    f"Triton refused model control (its model-repository API is restricted): the admin key "
+                    f"{state}; set {ADMIN_KEY_ENV} to the key Triton was started with"
+                ) from None
+            raise
+
+    def check_access(self) -> None:
+        """Raise TritonAccessDenied if model control would be refused (a cheap restricted call)."""
+        self._control(self.client.get_model_repository_index)
+
     def loaded_versions(self, family: str) -> list[int]:
-        index = self.client.get_model_repository_index()
+        index = self._control(self.client.get_model_repository_index)
         return sorted(int(m["version"]) for m in index if m["name"] == family and m.get("state") == "READY" and m.get("version"))
 
     def load(self, family: str, versions: list[int]) -> None:
         """Load exactly `versions` of the family (already-loaded ones keep serving during the swap)."""
-        self.client.load_model(family, config=versions_config(family, versions))
+        self._control(self.client.load_model, family, config=versions_config(family, versions))
         missing = [v for v in versions if not self.client.is_model_ready(family, str(v))]
         if missing:
             raise RuntimeError(f"{family}: version(s) {missing} did not become ready")
+
+    def unload(self, name: str) -> None:
+        """Unload every version of the model `name`."""
+        self._control(self.client.unload_model, name)
 
     def pin_ensembles(self, stable: dict[str, int]) -> None:
         """Reload every ensemble with its members pinned to their stable versions."""
         for name, spec in ENSEMBLES.items():
             pins = {s.model: stable[s.model] for s in spec.steps if s.model in stable}
             if pins:
-                self.client.load_model(name, config=pinned_ensemble_config(name, pins))
+                self._control(self.client.load_model, name, config=pinned_ensemble_config(name, pins))
 
     def smoke(self, family: str, version: int, seed: int = 0) -> dict[str, np.ndarray]:
         """One inference on random valid inputs of the spec; outputs must have the spec's shapes and be finite."""

@@ -14,6 +14,12 @@ _DTYPES = {"FP32": mc.TYPE_FP32, "INT64": mc.TYPE_INT64, "BYTES": mc.TYPE_STRING
 
 
 def render_config(spec: ModelSpec) -> str:
+    header = f"# Generated from djserve.specs ({spec.name}) by `djserve repository`; do not edit.\n"
+    return header + text_format.MessageToString(build_config(spec))
+
+
+def build_config(spec: ModelSpec) -> mc.ModelConfig:
+    """The model's Triton config as the protobuf (to render, or to send as a load override)."""
     cfg = mc.ModelConfig(name=spec.name, max_batch_size=spec.batching.max_batch_size)
     cfg.input.extend(_tensor(mc.ModelInput, t) for t in spec.inputs)
     cfg.output.extend(_tensor(mc.ModelOutput, t) for t in spec.outputs)
@@ -33,6 +39,7 @@ def render_config(spec: ModelSpec) -> str:
             parameters = {**ONNX_PARAMETERS, **parameters}
         cfg.version_policy.latest.num_versions = spec.versions_kept
         if spec.batching.dynamic:
+            cfg.dynamic_batching.SetInParent()  # present even when every field is a default (delay 0)
             cfg.dynamic_batching.preferred_batch_size.extend(spec.batching.preferred_batch_sizes)
             cfg.dynamic_batching.max_queue_delay_microseconds = spec.batching.max_queue_delay_us
         cfg.instance_group.add(count=spec.instance_count, kind=getattr(mc.ModelInstanceGroup, spec.instance_kind))
@@ -40,8 +47,7 @@ def render_config(spec: ModelSpec) -> str:
     for key, value in sorted(parameters.items()):
         cfg.parameters[key].string_value = value
 
-    header = f"# Generated from djserve.specs ({spec.name}) by `djserve repository`; do not edit.\n"
-    return header + text_format.MessageToString(cfg)
+    return cfg
 
 
 def _tensor(cls, t: TensorSpec):

@@ -63,8 +63,17 @@ class Batching:
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 2000
-    """How long Triton may hold a request to form a larger batch."""
+    """How long Triton may hold a request to form a larger batch. 0 for compute-bound models
+    (judge): requests that queue while the instance is busy form the next batch anyway. ~1 ms for
+    small overhead-bound ones (sentiment, recommender): +1 ms at light load buys batches twice
+    as large under load (loadtest/RESULTS.md)."""
     dynamic: bool = True
+
+
+#: Placement of small models, whose cost is per-request overhead rather than FLOPs: two
+#: single-threaded instances overlap one batch's Python/gRPC work with another's compute
+#: (+18% for sentiment, +23% for recommender pairs at concurrency 16; loadtest/RESULTS.md).
+OVERHEAD_BOUND: Mapping = {"instance_count": 2, "parameters": {"intra_op_thread_count": "1"}}
 
 
 @dataclass(frozen=True)

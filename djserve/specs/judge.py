@@ -31,7 +31,7 @@ SPEC = ModelSpec(
             "component_scores", "FP32", (4,), "sigmoid scores in [0,1]", labels=JUDGE_COMPONENTS
         ),
     ),
-    batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
+    batching=Batching(max_batch_size=16, max_queue_delay_us=0),
     description="AI Judge: four component scores of a DJ set window",
     decisions=__doc__ or "",
     parity_axes=({"frames": 64, "steps": 8}, {"frames": 1024, "steps": 64}, {"frames": 200, "steps": 1}),

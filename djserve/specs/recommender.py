@@ -10,7 +10,7 @@ Decisions:
   list, up to max_batch_size.
 """
 
-from djserve.specs.base import Batching, ModelSpec, TensorSpec
+from djserve.specs.base import OVERHEAD_BOUND, Batching, ModelSpec, TensorSpec
 from djserve.specs.genres import GENRES
 
 NUM_USER_BUCKETS = 50_000
@@ -29,9 +29,10 @@ SPEC = ModelSpec(
         TensorSpec("genre_ids", "INT64", (1,), "index into GENRES", value_range=(0, len(GENRES))),
     ),
     outputs=(TensorSpec("score", "FP32", (1,), "predicted affinity in [0,1]"),),
-    batching=Batching(max_batch_size=512, preferred_batch_sizes=(64, 256, 512), max_queue_delay_us=1000),
+    batching=Batching(max_batch_size=512, max_queue_delay_us=1000),
     description="Hybrid recommendation: user x battle affinity",
     decisions=__doc__ or "",
+    **OVERHEAD_BOUND,
     parity_axes=({},),
 )
 

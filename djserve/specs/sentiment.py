@@ -10,7 +10,7 @@ Decisions:
   similar length batch together in Triton (its dynamic batcher only joins equal shapes).
 """
 
-from djserve.specs.base import Batching, ModelSpec, TensorSpec
+from djserve.specs.base import OVERHEAD_BOUND, Batching, ModelSpec, TensorSpec
 
 LABELS = ("negative", "neutral", "positive")
 MAX_TOKENS = 512
@@ -24,8 +24,9 @@ SPEC = ModelSpec(
         TensorSpec("attention_mask", "INT64", ("tokens",), "1 = token, 0 = padding", value_range=(1, 2)),
     ),
     outputs=(TensorSpec("logits", "FP32", (len(LABELS),), "unnormalised class scores", labels=LABELS),),
-    batching=Batching(max_batch_size=32, preferred_batch_sizes=(8, 16, 32), max_queue_delay_us=2000),
+    batching=Batching(max_batch_size=32, max_queue_delay_us=1000),
     description="Chat sentiment in many languages",
     decisions=__doc__ or "",
+    **OVERHEAD_BOUND,
     parity_axes=({"tokens": 16}, {"tokens": 37}, {"tokens": 128}),
 )

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from djserve.process import ChildProcess, ManagedServer, ProcessStartError, http_status
+from djserve.triton.admin import ADMIN_KEY_ENV, AdminKey, admin_headers, restricted_api_args
 from djserve.triton.backends import (
     TritonError,
     TritonSetupError,
@@ -44,7 +45,8 @@ class TritonStartError(TritonError):
 class TritonSettings(BaseSettings):
     """Flags of one `tritonserver`. Every field can come from `DJSERVE_TRITON_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix="DJSERVE_TRITON_", extra="forbid")
+    # hide_input_in_errors: a rejected admin_key must not be echoed into an error message or log.
+    model_config = SettingsConfigDict(env_prefix="DJSERVE_TRITON_", extra="forbid", hide_input_in_errors=True)
 
     model_repository: Path
     backend_dir: Path | None = None
@@ -76,6 +78,10 @@ class TritonSettings(BaseSettings):
     disable_auto_complete_config: bool = True
     extra_args: list[str] = []
     """Appended verbatim to the command line."""
+    admin_key: AdminKey = None
+    """`DJSERVE_TRITON_ADMIN_KEY`: when set, model control (load, unload, repository index) over
+    HTTP and gRPC needs this key in a header (see djserve.triton.admin); inference, health,
+    metadata and statistics stay open. At least 16 printable ASCII characters."""
 
     @field_validator("load_models")
     @classmethod
@@ -101,8 +107,12 @@ class TritonSettings(BaseSettings):
         """Where a local client connects: a wildcard bind is reached through loopback."""
         return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
 
+    def admin_headers(self, protocol: Literal["http", "grpc"] = "http") -> dict[str, str]:
+        """The header model-control requests to this server need (`{}` without an admin key)."""
+        return admin_headers(self.admin_key, protocol)
+
     def argv(self, binary: Path | str = "tritonserver", shm_prefix: str | None = None) -> list[str]:
-        """The full command line (binary first)."""
+        """The full command line (binary first). It carries the admin key, if any: never log it."""
         args = [
             str(binary),
             f"--model-repository={self.model_repository.resolve()}",
@@ -133,6 +143,7 @@ class TritonSettings(BaseSettings):
             args.append("--disable-auto-complete-config")
         if shm_prefix:
             args.append(f"--backend-config=python,shm-region-prefix-name={shm_prefix}")
+        args += restricted_api_args(self.admin_key)
         return args + list(self.extra_args)
 
 
@@ -205,7 +216,9 @@ class TritonServer(ManagedServer):
         if assemble:
             assemble_backends(self.settings.resolved_backend_dir)
         binary = self.check_setup()
-        self.child.start(self.settings.argv(binary, shm_prefix=self.shm_prefix), env=server_environment())
+        env = server_environment()
+        env.pop(ADMIN_KEY_ENV, None)  # the server has it on its command line; its model code needs none
+        self.child.start(self.settings.argv(binary, shm_prefix=self.shm_prefix), env=env)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
@@ -246,7 +259,7 @@ class TritonServer(ManagedServer):
         try:
             request = urllib.request.Request(
                 f"{self.http_url}/v2/repository/index", data=b"{}", method="POST",
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **self.settings.admin_headers()},
             )
             with urllib.request.urlopen(request, timeout=5) as r:
                 index = json.loads(r.read())

@@ -1,0 +1,47 @@
+"""Live analysis: one chunk (about a second) of a DJ's stream -> beats, in well under real time.
+
+Stateless per chunk, so any gateway replica can take the next chunk of a stream; the stream id is
+the routing key, so all chunks of one stream go to the same model version during a canary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from bentos import audio
+from bentos.backend import ModelBackend
+from bentos.judge import open_set
+from bentos.metrics import track
+from djserve.schemas import LiveBeats
+from djserve.specs import beat_tracker
+
+SPEC = beat_tracker.SPEC
+
+
+def _beat_mel(source: audio.AudioSource) -> np.ndarray:
+    """[1, T, 84]: the chunk is short (limits), so all its windows fit in memory."""
+    return np.concatenate([w.beat_mel for w in source.windows()])[np.newaxis]
+
+
+async def analyze_chunk(
+    backend: ModelBackend, data: bytes, declared_format: str | None, stream_id: str, limits: audio.AudioLimits,
+    pinned: int | None = None,
+) -> LiveBeats:
+    start = time.perf_counter()
+    source = open_set(data, limits, declared_format)
+    r = backend.route(SPEC.name, stream_id, pinned)
+    with track(SPEC.name, r.version):
+        mel = await asyncio.to_thread(_beat_mel, source)
+        out = await backend.infer(SPEC.name, {"mel_frames": mel}, r)
+    return LiveBeats(
+        stream_id=stream_id,
+        beat_probability=round(float(out["beat_probability"][0, 0]), 6),
+        tempo_confidence=round(float(out["tempo_confidence"][0].mean()), 6),
+        frames=int(mel.shape[1]),
+        duration_seconds=round(source.decoded_seconds or source.duration_s, 3),
+        model_version=r.version,
+        processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
+    )

@@ -1,0 +1,1 @@
+"""Load tests (Locust scenarios, `djserve loadtest`) and the benchmark (`djserve bench`)."""

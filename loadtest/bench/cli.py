@@ -1,0 +1,47 @@
+"""`djserve bench`: the benchmark as a command (registered in djserve/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console(width=160)  # wide tables even when not on a terminal (CI logs)
+
+
+def bench(
+    repository: Annotated[Optional[Path], typer.Option(help="model repository with exported versions")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="where bench.json and latency.png go")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="every section once, seconds each: checks the script, not the figures")] = False,
+    seconds: Annotated[Optional[float], typer.Option(help="measured seconds per load point")] = None,
+    concurrencies: Annotated[Optional[str], typer.Option(help="e.g. 1,4,16")] = None,
+    no_startup: Annotated[bool, typer.Option("--no-startup", help="skip the cold `djserve serve` start")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 2 when a target is missed")] = False,
+) -> None:
+    """Measure the in-process limit, Triton (batching on/off), the gateway and a naive baseline in one run."""
+    from djserve.settings import settings
+    from loadtest.bench.report import plot, print_report
+    from loadtest.bench.run import run_bench
+    from loadtest.bench.settings import BenchSettings, default_out_dir
+
+    cfg = BenchSettings.smoke() if smoke else BenchSettings()
+    if seconds is not None:
+        cfg.seconds = seconds
+    if concurrencies:
+        cfg.concurrencies = [int(c) for c in concurrencies.split(",")]
+    if no_startup:
+        cfg.startup = False
+    project = settings()
+    out = out or default_out_dir(project.state_dir)
+    with console.status("benchmark") as status:
+        report = run_bench((repository or project.repository).resolve(), out, cfg, lambda text: status.update(f"benchmark: {text}"))
+    (out / "bench.json").write_text(report.model_dump_json(indent=2))
+    plot(report, out / "latency.png")
+    print_report(report, console)
+    console.print(f"written: {out / 'bench.json'}, {out / 'latency.png'}")
+    missed = [c.target for c in report.checks if not c.ok]
+    if strict and missed:
+        console.print("[red]missed:[/] " + "; ".join(missed))
+        raise typer.Exit(2)

@@ -1,0 +1,32 @@
+"""Start and stop the naive baseline service (`naive_app`) as a managed child process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from djserve.process import ChildProcess, ManagedServer, http_status
+from djserve.settings import PROJECT_ROOT
+
+
+class NaiveServer(ManagedServer):
+    def __init__(self, port: int, log_file: Path, seed: int = 0):
+        self.port, self.seed = port, seed
+        self.child = ChildProcess("naive baseline", log_file)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "NaiveServer":
+        argv = [sys.executable, "-m", "uvicorn", "loadtest.bench.naive_app:app", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1", "--log-level", "warning"]
+        self.child.start(argv, env={**os.environ, "DJSERVE_NAIVE_SEED": str(self.seed)}, cwd=PROJECT_ROOT)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.child.wait_until(lambda: http_status(f"{self.url}/health") == 200, timeout or 180.0, f"ready at {self.url}/health")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        return self.child.stop(timeout)

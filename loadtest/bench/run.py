@@ -1,0 +1,103 @@
+"""One benchmark run, in an order that keeps each measurement alone on the cores:
+in-process limits and the judge's parts, then the naive baseline, then Triton (batching off and on),
+then the gateway in front of that Triton, then a cold `djserve serve` start."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from djserve.repository.layout import ModelRepository
+from loadtest.bench import http_load, judge_inprocess, limit, startup, triton_direct
+from loadtest.bench.http_load import ENDPOINTS
+from loadtest.bench.report import BenchReport, machine
+from loadtest.bench.settings import BenchSettings
+from loadtest.bench.startup import free_port
+from loadtest.bench.workloads import WORKLOADS
+from loadtest.samples import click_wav
+
+Step = Callable[[str], None]
+
+
+def _model_file(repository: Path, model: str) -> Path:
+    repo = ModelRepository(repository)
+    version = repo.latest(model)
+    if version is None:
+        raise FileNotFoundError(f"{model} has no exported version in {repository}: run `djserve export` first")
+    return repo.model_dir(model) / str(version) / "model.onnx"
+
+
+def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> BenchReport:
+    out.mkdir(parents=True, exist_ok=True)
+    workloads = [WORKLOADS[w] for w in cfg.workloads]
+    clip = click_wav(cfg.judge_clip_seconds)
+
+    limits = {}
+    for w in workloads:
+        if w.model not in limits:
+            step(f"in-process limit: {w.model}")
+            limits[w.model] = limit.measure_limit(w, _model_file(repository, w.model), cfg.limit_seconds, cfg.seed)
+    step("judge parts in-process")
+    parts = judge_inprocess.judge_parts(clip, {m: _model_file(repository, m) for m in judge_inprocess.MODELS}, cfg.limit_seconds * 3)
+
+    naive_points = []
+    from loadtest.bench.naive import NaiveServer
+
+    step("naive baseline: starting")
+    with NaiveServer(free_port(), out / "naive.log", cfg.seed) as naive:
+        for name in cfg.gateway_endpoints:
+            step(f"naive baseline: {name}")
+            naive_points += asyncio.run(http_load.measure_endpoint(naive.url, "naive", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+
+    from djserve.gateway import GatewayServer
+    from djserve.triton import TritonServer, TritonSettings
+
+    with tempfile.TemporaryDirectory(prefix="djserve-bench-") as tmp:
+        state = Path(tmp)
+        settings = TritonSettings(
+            model_repository=repository, backend_dir=state / "backends", log_file=out / "tritonserver.log",
+            http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        )
+        step("Triton: starting")
+        with TritonServer(settings) as triton:
+            triton_points = []
+            for model in dict.fromkeys(w.model for w in workloads):
+                for batching in ("off", "on"):
+                    triton_direct.set_batching(triton.http_url, model, batching)
+                    for w in (w for w in workloads if w.model == model):
+                        step(f"Triton: {w.name}, batching {batching}")
+                        triton_points += asyncio.run(
+                            triton_direct.measure_model(triton.grpc_url, w, batching, cfg.concurrencies, cfg.seconds, cfg.warmup_s, cfg.seed)
+                        )
+            env = {
+                "DJSERVE_GATEWAY_REPOSITORY": str(repository),
+                "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
+                "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state / "drift"),
+                "BENTOML_HOME": str(state / "bentoml"),
+            }
+            step("gateway: starting")
+            with GatewayServer(triton.grpc_url, out / "gateway.log", port=free_port(), env=env) as gw:
+                gateway_points = []
+                for name in cfg.gateway_endpoints:
+                    step(f"gateway: {name}")
+                    gateway_points += asyncio.run(http_load.measure_endpoint(gw.url, "gateway", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+                step(f"gateway: judge, {cfg.judge_clip_seconds:g} s clip")
+                judge_e2e = asyncio.run(http_load.measure_judge(gw.url, "gateway", clip, 1, cfg.judge_seconds, cfg.warmup_s))
+                live = []
+                for streams in cfg.live_streams:
+                    step(f"gateway: live, {streams} streams")
+                    live.append(asyncio.run(http_load.measure_live(gw.url, streams, cfg.live_seconds)))
+
+    started = None
+    if cfg.startup:
+        step("djserve serve: cold start")
+        started = startup.measure_startup(repository)
+
+    report = BenchReport(
+        machine=machine(), settings=cfg.model_dump(), limits=limits, triton=triton_points, naive=naive_points,
+        gateway=gateway_points, judge_parts=parts, judge_e2e=judge_e2e, live=live, startup=started,
+    )
+    report.compute(cfg.live_target_streams)
+    return report
