@@ -106,7 +106,7 @@ async def measure_judge(base_url: str, target: str, clip: bytes, concurrency: in
     async with _session(concurrency) as session:
         p = await closed_loop(
             lambda i: _post(session, base_url + "/ai/judge/analyze", judge_form(clip, i), "overallScore"),
-            concurrency, seconds, warmup_s,
+            concurrency, seconds, warmup_s, min_requests=3,
         )
     return EndpointPoint(**p.model_dump(), target=target, endpoint="judge")
 

@@ -53,8 +53,9 @@ def summarize(latencies_s: list[float], errors: int, seconds: float, concurrency
 
 
 async def closed_loop(call: Call, concurrency: int, seconds: float, warmup_s: float = 0.5, items: int = 1,
-                      timeout_s: float = 60.0) -> LoadPoint:
-    """Run `concurrency` workers for `warmup_s` (not counted) and then `seconds` (counted)."""
+                      timeout_s: float = 60.0, min_requests: int = 1) -> LoadPoint:
+    """Run `concurrency` workers for `warmup_s` (not counted) and then `seconds` (counted), and on
+    until at least `min_requests` were counted (slow requests in short runs)."""
     latencies: list[float] = []
     errors = 0
     first_error: str | None = None
@@ -65,7 +66,7 @@ async def closed_loop(call: Call, concurrency: int, seconds: float, warmup_s: fl
 
     async def worker() -> None:
         nonlocal errors, first_error, counter
-        while (now := time.perf_counter()) < stop_at:
+        while (now := time.perf_counter()) < stop_at or (now >= measure_from and len(latencies) + errors < min_requests):
             counter += 1
             t0 = now
             try:
