@@ -226,7 +226,12 @@ def _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port):
 def _promoter(triton_http_url: str | None = None):
     from djserve.mlops.promotion import Promoter, PromotionSettings
 
-    promo = PromotionSettings(**({"triton_http_url": triton_http_url} if triton_http_url else {}))
+    from pydantic import ValidationError
+
+    try:
+        promo = PromotionSettings(**({"triton_http_url": triton_http_url} if triton_http_url else {}))
+    except ValidationError as exc:  # e.g. a malformed admin key; the message never echoes it
+        _fail(f"promotion settings: {exc.errors()[0]['msg']}")
     return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False))
 
 

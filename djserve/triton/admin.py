@@ -6,11 +6,11 @@ Unset, Triton's model control is open to anyone who can reach its ports (loopbac
 
 Triton 2.51 flags (checked on the embedded binary; the gRPC one is `-protocol`, not `-api`):
 
-    --http-restricted-api=model-repository:triton-admin-key=<key>
-    --grpc-restricted-protocol=model-repository:triton-admin-key=<key>
+    --http-restricted-api=model-repository:admin-key=<key>
+    --grpc-restricted-protocol=model-repository:admin-key=<key>
 
-A restricted HTTP request must carry the header `triton-admin-key: <key>` (else 403); a gRPC one
-the metadata `triton-grpc-protocol-triton-admin-key: <key>` (else UNAVAILABLE). Health, metadata,
+A restricted HTTP request must carry the header `admin-key: <key>` (else 403); a gRPC one
+the metadata `triton-grpc-protocol-admin-key: <key>` (else UNAVAILABLE). Health, metadata,
 config, statistics and inference stay open: the gateway needs no key.
 """
 
@@ -21,7 +21,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, SecretStr
 
 ADMIN_KEY_ENV = "DJSERVE_TRITON_ADMIN_KEY"
-ADMIN_KEY_HEADER = "triton-admin-key"
+ADMIN_KEY_HEADER = "admin-key"
 """The header name (HTTP); lowercase, as gRPC metadata keys must be."""
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 """Triton prefixes the key of every gRPC restriction with this (kRestrictedProtocolHeaderTemplate)."""

@@ -65,7 +65,7 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
             triton_points = []
             for model in dict.fromkeys(w.model for w in workloads):
                 for batching in ("off", "on"):
-                    triton_direct.set_batching(triton.http_url, model, batching)
+                    triton_direct.set_batching(triton.http_url, model, batching, settings.admin_headers())
                     for w in (w for w in workloads if w.model == model):
                         step(f"Triton: {w.name}, batching {batching}")
                         triton_points += asyncio.run(

@@ -48,7 +48,12 @@ def measure_startup(repository: Path, timeout_s: float = 180.0) -> Startup:
                     raise RuntimeError(f"djserve serve was not ready within {timeout_s:g} s")
                 time.sleep(0.1)
             seconds = time.monotonic() - t0
-            req = urllib.request.Request(f"http://127.0.0.1:{ports['http-port']}/v2/repository/index", data=b"{}", method="POST")
+            from djserve.triton.admin import ADMIN_KEY_ENV, admin_headers
+
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{ports['http-port']}/v2/repository/index", data=b"{}", method="POST",
+                headers=admin_headers(os.environ.get(ADMIN_KEY_ENV)),  # a restricted Triton wants the key
+            )
             with urllib.request.urlopen(req, timeout=10) as r:
                 ready = sum(1 for m in json.loads(r.read()) if m.get("state") == "READY")
         finally:

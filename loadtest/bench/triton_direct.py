@@ -40,10 +40,11 @@ def batching_config(model: str, batching: Batching) -> str:
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
-def set_batching(http_url: str, model: str, batching: Batching) -> None:
+def set_batching(http_url: str, model: str, batching: Batching, headers: dict[str, str] | None = None) -> None:
+    """Reload `model` with batching on or off; `headers` carry the admin key of a restricted Triton."""
     client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=120)
     try:
-        client.load_model(model, config=batching_config(model, batching))
+        client.load_model(model, config=batching_config(model, batching), headers=headers)
     finally:
         client.close()
 
