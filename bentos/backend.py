@@ -29,6 +29,9 @@ CHANNEL_ARGS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_receive_message_length", 64 * 2**20),
     ("grpc.max_send_message_length", 64 * 2**20),
+    # With a `dns:///` target that resolves to every Triton replica (Kubernetes: the headless
+    # Service), spread calls over all of them instead of pinning one connection to one pod.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 READINESS_TTL_S = 1.0
 

@@ -63,10 +63,9 @@ class Batching:
     max_batch_size: int
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 2000
-    """How long Triton may hold a request to form a larger batch. 0 for compute-bound models
-    (judge): requests that queue while the instance is busy form the next batch anyway. ~1 ms for
-    small overhead-bound ones (sentiment, recommender): +1 ms at light load buys batches twice
-    as large under load (loadtest/RESULTS.md)."""
+    """How long Triton may hold a request to form a larger batch. 0 on a CPU: requests that queue
+    while an instance is busy form the next batch anyway, and a delay taxes light load (1 ms halved
+    sentiment's throughput at concurrency 1 for +9% at 16; loadtest/RESULTS.md)."""
     dynamic: bool = True
 
 

@@ -24,7 +24,7 @@ SPEC = ModelSpec(
         TensorSpec("attention_mask", "INT64", ("tokens",), "1 = token, 0 = padding", value_range=(1, 2)),
     ),
     outputs=(TensorSpec("logits", "FP32", (len(LABELS),), "unnormalised class scores", labels=LABELS),),
-    batching=Batching(max_batch_size=32, max_queue_delay_us=1000),
+    batching=Batching(max_batch_size=32, max_queue_delay_us=0),
     description="Chat sentiment in many languages",
     decisions=__doc__ or "",
     **OVERHEAD_BOUND,
