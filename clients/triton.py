@@ -104,14 +104,6 @@ class AsyncTritonModelClient:
             return bool(await self._client.is_server_ready(client_timeout=self.timeout_s))
         return bool(await self._client.is_model_ready(model, _version(version), client_timeout=self.timeout_s))
 
-    async def ready_versions(self, model: str) -> list[int]:
-        """Versions of `model` that Triton reports READY, ascending.
-
-        Reads the repository index, which is model control: a Triton started with
-        DJSERVE_TRITON_ADMIN_KEY refuses it (the gateway asks `is_ready(model, version)` instead)."""
-        index = await self._client.get_model_repository_index(client_timeout=self.timeout_s)
-        return sorted(int(m.version) for m in index.models if m.name == model and m.state == "READY" and m.version)
-
     async def statistics(self, model: str):
         """Triton's inference statistics of every loaded version of `model` (the protobuf)."""
         return await self._client.get_inference_statistics(model, client_timeout=self.timeout_s)

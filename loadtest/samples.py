@@ -60,6 +60,12 @@ def click_wav(seconds: float, bpm: float = 128.0, sr: int = 44_100) -> bytes:
 
 
 @lru_cache(maxsize=1)
+def catalogue_size() -> int:
+    """Battles in the gateway's default catalogue: it scores all of them per recommendation request."""
+    return len(json.loads((PROJECT_ROOT / "bentos" / "data" / "battles.json").read_text()))
+
+
+@lru_cache(maxsize=1)
 def known_users() -> tuple[str, ...]:
     """User ids with history in the gateway's default catalogue (they get model recommendations)."""
     users = json.loads((PROJECT_ROOT / "bentos" / "data" / "users.json").read_text())

@@ -13,10 +13,8 @@ blocking call stalls all simulated users.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from functools import lru_cache
 
 from grpc.experimental import gevent as grpc_gevent
 
@@ -27,11 +25,11 @@ import tritonclient.grpc as tc  # noqa: E402
 from locust import User, between, events  # noqa: E402
 
 from clients.triton import build_request  # noqa: E402
-from djserve.settings import PROJECT_ROOT  # noqa: E402
 from djserve.specs import get  # noqa: E402
 from djserve.specs.features import HOP_LENGTH, MIXING_HOP_FRAMES, SAMPLE_RATE, WINDOW_FRAMES  # noqa: E402
 from djserve.specs.sentiment import LENGTH_BUCKETS  # noqa: E402
 from loadtest.locust_run import locust_tasks  # noqa: E402
+from loadtest.samples import catalogue_size  # noqa: E402
 
 log = logging.getLogger("djserve.loadtest")
 POOL = 4
@@ -46,12 +44,6 @@ def grpc_target(host: str) -> str:
     return host.split("://", 1)[-1].rstrip("/")
 
 
-@lru_cache(maxsize=1)
-def _candidates() -> int:
-    """The gateway scores the whole default catalogue per recommendation request."""
-    return len(json.loads((PROJECT_ROOT / "bentos" / "data" / "battles.json").read_text()))
-
-
 def random_request(model: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """One realistic request's inputs: a chat line, one user's candidate list, one judge window,
     one second of a live stream's mel frames."""
@@ -59,7 +51,7 @@ def random_request(model: str, rng: np.random.Generator) -> dict[str, np.ndarray
     if model == "sentiment":
         return spec.random_inputs(1, {"tokens": int(rng.choice(CHAT_TOKENS))}, rng)
     if model == "recommender":
-        inputs = spec.random_inputs(_candidates(), {}, rng)
+        inputs = spec.random_inputs(catalogue_size(), {}, rng)
         inputs["user_ids"][:] = inputs["user_ids"][0, 0]  # one user, many battles
         return inputs
     if model == "judge":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
+from djserve.process import free_port
 from djserve.quiet import quiet_frameworks
 from djserve.settings import PROJECT_ROOT
 
@@ -28,10 +28,14 @@ def poll(check, seconds: float) -> bool:
     return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def skip_without_tritonserver() -> None:
+    """Skip the calling test module where the nvidia-pytriton wheel (the tritonserver binary) is absent."""
+    from djserve.triton.backends import TritonSetupError, check_installation
+
+    try:
+        check_installation()
+    except TritonSetupError as e:  # pragma: no cover - only where the wheel is absent
+        pytest.skip(f"tritonserver not available: {e}", allow_module_level=True)
 
 
 def copy_committed_repository(target: Path) -> Path:

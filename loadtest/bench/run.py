@@ -14,7 +14,7 @@ from loadtest.bench import http_load, judge_inprocess, limit, startup, triton_di
 from loadtest.bench.http_load import ENDPOINTS
 from loadtest.bench.report import BenchReport, machine
 from loadtest.bench.settings import BenchSettings
-from loadtest.bench.startup import free_port
+from djserve.process import free_port
 from loadtest.bench.workloads import WORKLOADS
 from loadtest.samples import click_wav
 

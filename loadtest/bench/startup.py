@@ -13,21 +13,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from djserve.process import http_status
+from djserve.process import free_port, http_status
 
 
 class Startup(BaseModel):
     seconds_to_ready: float
     models_ready: int
     """Models Triton reported READY at that moment (all of the repository's)."""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure_startup(repository: Path, timeout_s: float = 180.0) -> Startup:

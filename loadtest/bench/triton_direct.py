@@ -12,7 +12,6 @@ from typing import Literal
 import numpy as np
 import tritonclient.http as triton_http
 from google.protobuf import json_format
-from pydantic import BaseModel
 
 from clients.triton import AsyncTritonModelClient
 from djserve import specs

@@ -14,6 +14,7 @@ import numpy as np
 
 from djserve import specs
 from djserve.specs.features import WINDOW_FRAMES, MIXING_HOP_FRAMES
+from loadtest.samples import catalogue_size
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,11 @@ class Workload:
         return specs.get(self.model).batching.max_batch_size
 
 
-def _catalogue_size() -> int:
-    import json
-
-    from bentos.settings import DATA
-
-    return len(json.loads((DATA / "battles.json").read_text()))
-
-
 _ALL = (
     Workload("judge", "judge", 1, {"frames": WINDOW_FRAMES, "steps": WINDOW_FRAMES // MIXING_HOP_FRAMES}, "one 1,024-frame window (23.8 s)"),
     Workload("sentiment", "sentiment", 1, {"tokens": 32}, "one chat message, 32-token bucket"),
     Workload("sentiment_x8", "sentiment", 8, {"tokens": 32}, "eight chat messages (the batch endpoint)"),
-    Workload("recommender", "recommender", _catalogue_size(), {}, "one user x the whole catalogue"),
+    Workload("recommender", "recommender", catalogue_size(), {}, "one user x the whole catalogue"),
     Workload("recommender_pair", "recommender", 1, {}, "one user-battle pair"),
 )
 WORKLOADS: dict[str, Workload] = {w.name: w for w in _ALL}

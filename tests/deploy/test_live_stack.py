@@ -41,7 +41,7 @@ def scrapes(triton, gateway) -> tuple[str, str]:
     baseline in place, so the drift gauge gets computed), recommendations for a known user, one live
     beat-tracking chunk."""
     from bentos.monitoring import PredictionMonitor
-    from tests.audio_samples import click_track, encode
+    from loadtest.samples import click_track, encode
 
     baseline = PredictionMonitor(gateway.policy_file.parent / "drift").set_baseline(
         "sentiment", [0.2, 0.4, 0.5, 0.6, 0.8], source="tests/deploy"

@@ -11,7 +11,7 @@ import pytest
 
 from clients import AsyncGatewayClient, GatewayClient, InvalidRequest, TritonModelClient
 from djserve.settings import PROJECT_ROOT
-from tests.audio_samples import click_track, encode
+from loadtest.samples import click_track, encode
 
 
 @pytest.fixture(scope="module")

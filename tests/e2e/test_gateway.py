@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from djserve.specs.genres import GENRE_WEIGHTS, JUDGE_COMPONENTS
-from tests.audio_samples import click_track, encode
+from loadtest.samples import click_track, encode
 
 CHAT = {
     "This is an amazing DJ set!": "en",

@@ -9,7 +9,7 @@ import pytest
 
 from clients import GatewayClient, InvalidRequest
 from clients.triton import TritonModelClient
-from tests.audio_samples import click_track, encode
+from loadtest.samples import click_track, encode
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from djserve.mlops.registry import CHALLENGER, CHAMPION
 from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch
-from tests.audio_samples import click_track, encode
+from loadtest.samples import click_track, encode
 from tests.conftest import copy_committed_repository, free_port, poll, start_gateway
 
 CLIPS = [encode(click_track(bpm, 2.5, seed=i)) for i, bpm in enumerate((96, 128, 150))]

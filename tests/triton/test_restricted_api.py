@@ -19,7 +19,6 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from djserve.triton import backends
 from djserve.triton.admin import (
     ADMIN_KEY_ENV,
     ADMIN_KEY_HEADER,
@@ -27,18 +26,14 @@ from djserve.triton.admin import (
     admin_headers,
     restricted_api_args,
 )
-from djserve.triton.backends import TritonSetupError
 from djserve.triton.server import TritonServer, TritonSettings
-from tests.conftest import copy_committed_repository, free_port, poll
+from tests.conftest import copy_committed_repository, free_port, poll, skip_without_tritonserver
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-try:
-    backends.check_installation()
-except TritonSetupError as e:  # pragma: no cover - only where the wheel is absent
-    pytest.skip(f"tritonserver not available: {e}", allow_module_level=True)
+skip_without_tritonserver()
 
 KEY = "djserve-test-" + secrets.token_hex(16)
 """Unique per run, so finding it anywhere means it leaked."""

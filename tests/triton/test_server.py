@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,15 +28,14 @@ from djserve.triton.backends import (
     assemble_backends,
     server_environment,
 )
+from djserve.process import free_port
 from djserve.triton.server import SHM_DIR, SHM_PREFIX, TritonServer, TritonSettings, TritonStartError
+from tests.conftest import skip_without_tritonserver
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 httpclient = pytest.importorskip("tritonclient.http")
 
-try:
-    backends.check_installation()
-except TritonSetupError as e:  # pragma: no cover - only where the wheel is absent
-    pytest.skip(f"tritonserver not available: {e}", allow_module_level=True)
+skip_without_tritonserver()
 
 MODEL_PY = Path(backends.__file__).parent / "onnxruntime_backend" / "model.py"
 TABLE = np.arange(10, dtype=np.float32) * 10  # the `gather` model's lookup table
@@ -90,12 +88,6 @@ def add_model(repo: Path, name: str, onnx_bytes: bytes, kind: str = "tiny") -> N
     (repo / name / "1").mkdir(parents=True)
     (repo / name / "1" / "model.onnx").write_bytes(onnx_bytes)
     (repo / name / "config.pbtxt").write_text(CONFIG.format(name=name, **fields))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settings_for(repo: Path, tmp: Path, **overrides) -> TritonSettings:
