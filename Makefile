@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "from bentos.audio import warm_up; warm_up()"
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# Export every model that has no version yet (seeded reference weights unless you export your own).
+# Train, evaluate and export every model that has no version yet: the reference models, trained once
+# on the project's own generated data (cached in .djserve/), registered in MLflow with their
+# held-out metrics. `djserve export MODEL --checkpoint ...` serves your own weights instead.
 repository: setup
-	$(BIN)/djserve export --if-missing
+	$(BIN)/djserve train all --if-missing --export
 
 serve: repository
 	$(BIN)/djserve serve

@@ -1,52 +1,37 @@
 """The gateway's audio front end: uploaded bytes -> the model input tensors of
 `djserve.specs.features`, streamed window by window so memory stays bounded for a 90-minute set.
 
-Frame convention: frame t is centred on sample t * HOP_LENGTH of the 22050 Hz mono signal, with
-zeros before the start and after the end (librosa's center=True, pad_mode="constant"). A signal of
-N samples has N // HOP_LENGTH frames: librosa's 1 + N // HOP_LENGTH minus its last frame, the one
-centred at (or just before) the end, which is mostly padding. So 1024 * 512 samples give exactly
-1024 frames, and every window's frames equal those of librosa run on the whole set (each window is
-analysed with its neighbours' samples as context, not with fresh padding at its edges).
+Decoding, limits and windowing live here; the features of each window are computed by
+`djserve.audio_features` (the same code training uses), with the window's neighbours' samples as
+context, so every window's frames equal those of librosa run on the whole set.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import struct
-import zlib
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator
 
 import librosa
 import numpy as np
 import soundfile as sf
 import soxr
 
-from djserve.specs.features import (
-    BEAT_MELS,
-    HOP_LENGTH,
-    JUDGE_MELS,
-    MIN_WINDOW_FRAMES,
-    MIXING_FEATURES,
-    MIXING_HOP_FRAMES,
-    MIXING_RANGES,
-    N_FFT,
-    SAMPLE_RATE,
-    TOP_DB,
-    WINDOW_FRAMES,
+from djserve.audio_features import (
+    LEAD_SAMPLES,
+    analyse_segment,
+    metadata_tokens,
+    mixing_features,
+    segment_samples,
 )
+from djserve.specs.features import HOP_LENGTH, MIN_WINDOW_FRAMES, N_FFT, SAMPLE_RATE, WINDOW_FRAMES
 
 SUPPORTED_FORMATS = ("wav", "flac", "ogg", "mp3")
 
 # Source frames read per block (~1.5 s at 44.1 kHz).
 _BLOCK_FRAMES = 1 << 16
-# Frames of context before a window: librosa's onset strength at frame t is the rise from frame
-# t-3 to t-2 (lag 1, then shifted by n_fft / (2 hop) to counter the centred frames' early view).
-_CONTEXT = 1 + N_FFT // (2 * HOP_LENGTH)
-# So a segment covering frames t0-3 .. t0+n-1 starts this many samples before frame t0's centre.
-_LEAD = _CONTEXT * HOP_LENGTH + N_FFT // 2
+_LEAD = LEAD_SAMPLES
 
 
 class AudioError(Exception):
@@ -215,8 +200,9 @@ class AudioSource:
 
         def emit(n_frames: int) -> Window:
             lo = f0 * HOP_LENGTH - _LEAD - buf_start
-            segment = buf[lo : lo + (_CONTEXT + n_frames - 1) * HOP_LENGTH + N_FFT]
-            return _window(index, f0, segment, n_frames, first=f0 == 0)
+            segment = buf[lo : lo + segment_samples(n_frames)]
+            features = analyse_segment(segment, n_frames, first=f0 == 0)
+            return Window(index, f0 * HOP_LENGTH / SAMPLE_RATE, *features)
 
         for chunk in self.blocks():
             pending.append(chunk)
@@ -302,142 +288,6 @@ def open_audio(data: bytes, limits: AudioLimits, declared_format: str | None = N
     return source
 
 
-# --- features -----------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_mels: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=n_mels).astype(np.float32)
-
-
-@lru_cache(maxsize=4)
-def _band_masks(sr: int) -> np.ndarray:
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
-    bands = ((20, 250), (250, 4000), (4000, np.inf))
-    return np.stack([(freqs >= lo) & (freqs < hi) for lo, hi in bands]).astype(np.float32)
-
-
-def _scaled_db(mel_power: np.ndarray) -> np.ndarray:
-    # The contract's scaling, as training computes it: for digital silence ref=max gives 0 dB, so
-    # silence maps to 1.0 there too.
-    db = librosa.power_to_db(mel_power, ref=np.max, top_db=TOP_DB)
-    return ((db + TOP_DB) / TOP_DB).astype(np.float32)
-
-
-def _analyse(segment: np.ndarray, n_frames: int, sr: int, first: bool):
-    """Features of frames 0..n_frames-1 from `segment`, which frames (center=False) into _CONTEXT
-    context frames followed by those n_frames, i.e. holds (_CONTEXT + n_frames - 1) * HOP + N_FFT
-    samples."""
-    segment = np.ascontiguousarray(segment, dtype=np.float32)
-    power = np.abs(librosa.stft(segment, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False))
-    np.square(power, out=power)  # in place: memory per window is dominated by [1025, T] arrays
-    mel = _mel_basis(sr, JUDGE_MELS) @ power
-    # librosa.onset.onset_strength(y) exactly (mean positive dB rise over 128 mel bands, lag 1,
-    # shifted 2 frames later), except that top_db's floor is relative to this window's maximum.
-    db = librosa.power_to_db(mel, ref=1.0, top_db=TOP_DB)
-    onset = np.maximum(0.0, np.diff(db, axis=1)).mean(axis=0)[:n_frames].astype(np.float32)
-    if first:
-        onset[:_CONTEXT] = 0.0  # librosa pads the envelope's start with zeros
-    power, mel = power[:, _CONTEXT:], mel[:, _CONTEXT:]
-    frames = librosa.util.frame(segment, frame_length=N_FFT, hop_length=HOP_LENGTH)[:, _CONTEXT:]
-    audio = _scaled_db(mel)[np.newaxis]
-    beat = np.ascontiguousarray(_scaled_db(_mel_basis(sr, BEAT_MELS) @ power).T)
-    mixing = _mixing(frames, power, onset, sr)
-    assert audio.shape[-1] == beat.shape[0] == onset.shape[0] == n_frames
-    return audio, beat, mixing, onset
-
-
-def _window(index: int, f0: int, segment: np.ndarray, n_frames: int, first: bool) -> Window:
-    audio, beat, mixing, onset = _analyse(segment, n_frames, SAMPLE_RATE, first)
-    return Window(index, f0 * HOP_LENGTH / SAMPLE_RATE, audio, beat, mixing, onset)
-
-
-def _step_mean(x: np.ndarray) -> np.ndarray:
-    """Mean over consecutive groups of MIXING_HOP_FRAMES frames (last axis); the last may be short."""
-    n = x.shape[-1]
-    starts = np.arange(0, n, MIXING_HOP_FRAMES)
-    counts = np.diff(np.append(starts, n))
-    return np.add.reduceat(x, starts, axis=-1) / counts
-
-
-def _delta(x: np.ndarray) -> np.ndarray:
-    return np.diff(x, prepend=x[:1])  # the first step's change is 0
-
-
-def _spectral_shape(mag: np.ndarray, power: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    """librosa's spectral_centroid, _bandwidth (p=2), _rolloff (85%) and _flatness of `mag`, as
-    matrix products and one cumulative sum: librosa's own versions build several float64
-    [1025, T] temporaries (~25 MB a window), the bulk of a stream's memory."""
-    freq = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
-    total = mag.sum(axis=0, dtype=np.float64)
-    weight = np.divide(1.0, total, out=np.zeros_like(total), where=total > np.finfo(np.float32).tiny)
-    centroid = (freq @ mag) * weight
-    spread = (freq**2 @ mag) * weight - centroid**2  # E[f^2] - E[f]^2 = E[(f - centroid)^2]
-    cumulative = np.cumsum(mag, axis=0)
-    rolloff = freq[np.argmax(cumulative >= 0.85 * cumulative[-1], axis=0)]
-    del cumulative
-    floored = np.maximum(power, 1e-10)  # librosa's amin on S**2
-    arithmetic = floored.mean(axis=0, dtype=np.float64)
-    geometric = np.exp(np.log(floored, out=floored).mean(axis=0, dtype=np.float64))
-    return {
-        "spectral_centroid": centroid,
-        "spectral_bandwidth": np.sqrt(np.maximum(spread, 0.0)),
-        "spectral_rolloff": rolloff,
-        "spectral_flatness": geometric / arithmetic,
-    }
-
-
-def _mixing(frames: np.ndarray, power: np.ndarray, onset: np.ndarray, sr: int) -> np.ndarray:
-    """[ceil(T/8), 32] scaled descriptors from time frames [N_FFT,T], power [1+N_FFT/2,T], onset [T]."""
-    mag = np.sqrt(power)
-    rms = np.sqrt(np.einsum("ij,ij->j", frames, frames) / N_FFT)
-    sign = np.signbit(frames)
-    zcr = np.count_nonzero(sign[1:] != sign[:-1], axis=0) / N_FFT
-    del sign
-    per_frame = {"rms": rms, "zero_crossing_rate": zcr, "onset_strength": onset}
-    per_frame.update(_spectral_shape(mag, power, sr))
-    # tuning=0: estimating it per window would be slow and make windows of one set disagree.
-    chroma = librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)
-    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=N_FFT)
-    steps = {name: _step_mean(np.asarray(v, np.float64)) for name, v in per_frame.items()}
-    for name in ("rms", "spectral_centroid", "onset_strength"):
-        steps[f"{name}_delta"] = _delta(steps[name])
-    # Band shares of a step's summed power, so a step with a few silent frames still sums to 1.
-    bands = _step_mean((_band_masks(sr) @ power).astype(np.float64))
-    total = bands.sum(axis=0)
-    shares = np.divide(bands, total, out=np.zeros_like(bands), where=total > 0)
-    steps.update(bass_energy=shares[0], mid_energy=shares[1], treble_energy=shares[2])
-    for i, row in enumerate(_step_mean(chroma.astype(np.float64))):
-        steps[MIXING_FEATURES[13 + i]] = row
-    for i, row in enumerate(_step_mean(contrast.astype(np.float64))):
-        steps[f"spectral_contrast_{i}"] = row
-    raw = np.stack([steps[name] for name in MIXING_FEATURES], axis=1)
-    return _scale_mixing(raw)
-
-
-_LO = np.array([MIXING_RANGES[n][0] for n in MIXING_FEATURES])
-_HI = np.array([MIXING_RANGES[n][1] for n in MIXING_FEATURES])
-
-
-def _scale_mixing(raw: np.ndarray) -> np.ndarray:
-    scaled = np.clip((np.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0) - _LO) / (_HI - _LO), 0.0, 1.0)
-    return scaled.astype(np.float32)
-
-
-def mixing_features(y: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """The 32 MIXING_FEATURES of a mono signal, float32 [ceil(T/8), 32] in [0,1], T = len(y) // HOP.
-
-    Same framing as `AudioSource.windows` (which calls the same code per window with its
-    neighbours' samples as context); the contract's rate is 22050 Hz.
-    """
-    y = np.asarray(y, dtype=np.float32).ravel()
-    n_frames = len(y) // HOP_LENGTH
-    if n_frames == 0:
-        return np.zeros((0, len(MIXING_FEATURES)), np.float32)
-    segment = np.pad(y, (_LEAD, N_FFT))[: (_CONTEXT + n_frames - 1) * HOP_LENGTH + N_FFT]
-    return _analyse(segment, n_frames, sr, first=True)[2]
-
-
 # --- tempo --------------------------------------------------------------------------------------
 
 
@@ -477,25 +327,6 @@ def tempo_and_beats(
         if len(regular) >= 2:
             bpm = 60.0 / float(regular.mean())
     return bpm, beats
-
-
-# --- metadata -----------------------------------------------------------------------------------
-
-_WORD = re.compile(r"\w+")
-
-
-def metadata_tokens(
-    tracks: Sequence[object], vocab_size: int = 10_000, max_tokens: int = 256
-) -> np.ndarray:
-    """int64 [L] ids in 1..vocab_size-1 of the lower-cased words of each track's title, artist and
-    genre (CRC-32, stable across processes); no words at all -> [0], the one padding token."""
-    ids: list[int] = []
-    for track in tracks:
-        for field in ("title", "artist", "genre"):
-            text = track.get(field, "") if isinstance(track, Mapping) else getattr(track, field, "")
-            for word in _WORD.findall(str(text or "").lower()):
-                ids.append(1 + zlib.crc32(word.encode("utf-8")) % (vocab_size - 1))
-    return np.array(ids[:max_tokens] or [0], dtype=np.int64)
 
 
 # --- warm-up ------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from bentos.backend import ModelBackend
-from bentos.catalogue import Catalogue
 from bentos.metrics import track
+from djserve.catalogue import Catalogue
 from djserve.schemas import RecommendedBattle, Recommendations
 from djserve.specs.recommender import item_bucket, user_bucket
 

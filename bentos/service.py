@@ -25,10 +25,11 @@ from pydantic import ValidationError
 
 from bentos import audio, judge, live, recommend, sentiment
 from bentos.backend import ModelBackend
-from bentos.catalogue import Catalogue
 from bentos.errors import GatewayError, InvalidInput
+from bentos.provenance import served_models
 from bentos.settings import GatewaySettings
 from djserve import __version__
+from djserve.catalogue import Catalogue
 from djserve.schemas import (
     BattleRequest,
     BattleResult,
@@ -44,8 +45,10 @@ from djserve.schemas import (
     SentimentBatchRequest,
     SentimentRequest,
     SentimentResult,
+    ServedModels,
     TrackMetadata,
 )
+from djserve.repository import ModelRepository
 
 log = logging.getLogger("djserve.gateway")
 PIN_HEADER = "X-Model-Version"
@@ -267,6 +270,14 @@ class Gateway:
         if family not in self.backend.policies.current().families:
             raise GatewayError("unknown_family", f"no model family {family!r}", field="family", status=404)
         return self.backend.monitor.stats(family)
+
+    # --- models ---------------------------------------------------------------------------
+
+    @app.get("/models", response_model=ServedModels)
+    async def models(self) -> ServedModels:
+        """Every version the traffic policy routes to, with where its weights come from (training
+        run, dataset, held-out metrics; or seeded untrained weights; or the user's checkpoint)."""
+        return served_models(self.backend.policies.current(), ModelRepository(self.settings.repository))
 
     # --- health --------------------------------------------------------------------------
 

@@ -340,7 +340,7 @@ class GatewayClient:
         return self._send(_recommend(user_id, limit))
 
     def live_beats(self, audio: Audio, stream_id: str) -> LiveBeats:
-        """One chunk (0.3-10 s) of a live stream: beat probability and tempo confidence."""
+        """One chunk (0.3-10 s) of a live stream: beat probability, beat times, tempo and tempo confidence."""
         return self._send(_live_beats(audio, stream_id))
 
     def health(self) -> Health:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -65,6 +66,110 @@ def export(
         worst = max(result.max_abs_diff.values(), default=0.0)
         registered = f", registered as {result.registry_uri}" if result.registry_uri else ""
         console.print(f"[green]✓[/] {name} -> {result.path} (parity max abs diff {worst:.1e}{registered})")
+
+
+TrainModels = Annotated[list[str], typer.Argument(help="models to train, or `all`")]
+ProfileOpt = Annotated[str, typer.Option(help="reference (what `make serve` serves) or quick (small, for tests)")]
+
+
+@app.command()
+def train(
+    models: TrainModels,
+    profile: ProfileOpt = "reference",
+    seed: Annotated[int, typer.Option(help="training seed (initialisation, sampling, order); the data is fixed per profile")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="override the profile's epoch count")] = None,
+    shuffle_labels: Annotated[bool, typer.Option("--shuffle-labels", help="control run on permuted labels (must score near chance)")] = False,
+    dataset: Annotated[Optional[Path], typer.Option(help="a dataset folder to train on instead of the profile's cached one")] = None,
+    export: Annotated[bool, typer.Option("--export", help="also export the trained version as a new Triton version")] = False,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="only models without a version in the repository")] = False,
+    repository: RepositoryOpt = None,
+) -> None:
+    """Train models on the project's generated data, evaluate them on held-out data, log each run
+    to MLflow and register a model version carrying its held-out metrics."""
+    quiet_frameworks()
+    from djserve.repository import ModelRepository
+    from training.errors import TrainingError
+    from training.run import FAMILIES, train_isolated
+
+    names = list(FAMILIES) if models == ["all"] else models
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        _fail(f"unknown model(s) {', '.join(unknown)}; trainable: {', '.join(FAMILIES)} (or all)")
+    repo_path = repository or settings().repository
+    if if_missing:
+        names = [n for n in names if not ModelRepository(repo_path).versions(n)]
+        if not names:
+            console.print(f"[green]every model already has a version in {repo_path}")
+            return
+    state = settings().state_dir
+    for i, name in enumerate(names, 1):
+        started = time.monotonic()
+        with console.status(f"[{i}/{len(names)}] {name}: starting") as status:
+            def show(step: str, name=name, i=i) -> None:
+                status.update(f"[{i}/{len(names)}] {name} ({time.monotonic() - started:.0f} s): {step}")
+
+            try:
+                result = train_isolated(name, state, show, profile=profile, seed=seed, epochs=epochs,
+                                        shuffle_labels=shuffle_labels, dataset=dataset)
+            except TrainingError as exc:
+                _fail(str(exc))
+            _print_rows(f"{name}: held-out ({profile})", result.rows)
+            exported = ""
+            if export:
+                from exporters.errors import ExportError
+                from exporters.export import export_registered
+
+                try:
+                    out = export_registered(result.registry_uri, repo_path, state, progress=show)
+                except ExportError as exc:
+                    _fail(str(exc))
+                exported = f", exported as {out.path}"
+        console.print(
+            f"[green]✓[/] {name}: {result.headline} {result.metrics[result.headline]:.3f} in {result.total_seconds:.0f} s "
+            f"(fit {result.fit_seconds:.0f} s), registered as {result.registry_uri}{exported}"
+        )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="model family")],
+    version: Annotated[Optional[int], typer.Option(help="registered version (default: the champion)")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a checkpoint file or folder instead of a registered version")] = None,
+    profile: ProfileOpt = "reference",
+    dataset: Annotated[Optional[Path], typer.Option(help="a dataset folder instead of the profile's")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score a registered version or a checkpoint on the held-out data; logged to MLflow."""
+    quiet_frameworks()
+    import json
+
+    from training.base import MetricRow
+    from training.errors import TrainingError
+    from training.run import evaluate_isolated
+
+    if version is not None and checkpoint is not None:
+        _fail("give --version or --checkpoint, not both")
+    with console.status(f"{model}: evaluating") as status:
+        try:
+            out = evaluate_isolated(model, settings().state_dir, lambda step: status.update(f"{model}: {step}"),
+                                    profile=profile, version=version, checkpoint=checkpoint, dataset=dataset)
+        except TrainingError as exc:
+            _fail(str(exc))
+    if as_json:
+        print(json.dumps({k: v for k, v in out.items() if k != "extra"}, indent=2))
+        return
+    _print_rows(f"{model}: {out['evaluated']} on held-out data ({profile}); MLflow run {out['run_id']}",
+                [MetricRow(**r) for r in out["rows"]])
+
+
+def _print_rows(title: str, rows) -> None:
+    from rich.table import Table
+
+    baselines = sorted({b for r in rows for b in r.baselines})
+    table = Table("subset", "metric", "model", *baselines, title=title, title_justify="left")
+    for r in rows:
+        table.add_row(r.subset, r.metric, f"{r.model:.3f}", *(f"{r.baselines[b]:.3f}" if b in r.baselines else "" for b in baselines))
+    Console(stderr=True).print(table)
 
 
 @app.command()
@@ -152,7 +257,6 @@ def serve(
     """Run Triton and the BentoML gateway together until Ctrl-C/SIGTERM."""
     import signal
     import threading
-    import time
 
     from djserve.gateway import GatewayServer
     from djserve.mlops.promotion import PromotionError

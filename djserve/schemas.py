@@ -165,9 +165,15 @@ class LiveChunkRequest(Schema):
 class LiveBeats(Schema):
     stream_id: str
     beat_probability: float
-    """Probability that the chunk holds a beat (the beat detector)."""
+    """Probability that the chunk has a beat at all (the beat detector)."""
+    beats: list[float]
+    """Beat times in seconds from the chunk's start, ascending (decoded from the per-frame beat
+    activation by `djserve.beats`; empty when no frame is confidently a beat)."""
+    bpm: Optional[float]
+    """Tempo of those beats (searched within 60-200 BPM); null with fewer than two beats."""
     tempo_confidence: float
-    """Mean per-frame tempo confidence over the chunk (the tempo tracker)."""
+    """How sure that tempo is, in [0, 1]: the beats' contrast with the offbeats, discounted below
+    four beats; 0 without a tempo."""
     frames: int
     duration_seconds: float
     model_version: int
@@ -183,3 +189,36 @@ class Health(Schema):
     models: dict[str, bool]
     """model family -> every version its traffic policy routes to is ready"""
     version: str
+
+
+# --- models (provenance) -----------------------------------------------------------------------
+
+
+class Provenance(Schema):
+    kind: Literal["trained", "untrained", "checkpoint", "unknown"]
+    """trained: the project's own training run; untrained: seeded reference weights; checkpoint: the user's file."""
+    weights: Optional[str] = None
+    registry: Optional[str] = None
+    """models:/NAME/VERSION in the MLflow registry"""
+    run_id: Optional[str] = None
+    dataset: Optional[str] = None
+    """sha256 of the generated dataset it was trained on"""
+    profile: Optional[str] = None
+    trained_at: Optional[str] = None
+    headline: Optional[str] = None
+    """the held-out metric promotion gates read (e.g. overall.r2)"""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """held-out metrics recorded when it was registered"""
+    exported_at: Optional[str] = None
+
+
+class ServedVersion(Schema):
+    version: int
+    role: Literal["stable", "canary"]
+    share_percent: float
+    provenance: Provenance
+
+
+class ServedModels(Schema):
+    models: dict[str, list[ServedVersion]]
+    """model family -> the versions its traffic policy routes to"""

@@ -39,9 +39,11 @@ def export_model(
     progress: Progress = lambda step: None,
     extra: dict | None = None,
     register_in: Path | None = None,
+    weights: str | None = None,
 ) -> ExportResult:
     """`extra` is recorded in the version's metadata.json (e.g. the registry version it came from).
-    `register_in` (a state dir): also log the checkpoint to MLflow and register a model version."""
+    `register_in` (a state dir): also log the checkpoint to MLflow and register a model version.
+    `weights`: what the weights are, when not the checkpoint path (a registered training run)."""
     if name not in EXPORTED:
         raise ExportError(f"unknown model {name!r}; exportable: {', '.join(EXPORTED)}")
     spec = EXPORTED[name]
@@ -69,7 +71,7 @@ def export_model(
             version=0,  # set to the real number when the staged dir is committed
             source_framework=spec.framework,
             framework_version=source.framework_version,
-            weights=str(checkpoint) if checkpoint else UNTRAINED,
+            weights=weights or (str(checkpoint) if checkpoint else UNTRAINED),
             checkpoint_sha256=sources.checkpoint_sha256(checkpoint),
             parity=report.to_dict(),
             exported_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -94,7 +96,7 @@ def _register(state_dir: Path, source, spec, checkpoint: Path | None, report, re
     import tempfile
     from dataclasses import asdict
 
-    from djserve.mlops.registry import CHAMPION, Registry
+    from djserve.registry import CHAMPION, Registry
 
     registry = Registry(state_dir)
     with tempfile.TemporaryDirectory(prefix="djserve-ckpt-") as tmp:
@@ -116,3 +118,35 @@ def _register(state_dir: Path, source, spec, checkpoint: Path | None, report, re
         registry.set_alias(spec.name, CHAMPION, rv.version)  # the first export serves 100%
     registry.record(spec.name, "register", version=rv.version, triton_version=result.version)
     return uri
+
+
+def export_registered(
+    uri: str,
+    repository: Path,
+    state_dir: Path,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: Progress = lambda step: None,
+) -> ExportResult:
+    """A registered model version (a training run's, or an earlier export's) as a NEW Triton
+    version whose metadata.json carries its provenance (run, dataset, held-out metrics), without
+    registering it again. The family's first version becomes the champion."""
+    import tempfile
+
+    from djserve.registry import CHAMPION, Registry
+    from exporters.isolated import export_isolated
+
+    registry = Registry(state_dir)
+    rv = registry.resolve(uri)
+    provenance = registry.provenance(rv)
+    progress(f"downloading {uri}")
+    with tempfile.TemporaryDirectory(prefix="djserve-registered-") as tmp:
+        checkpoint = registry.download_checkpoint(rv, Path(tmp))
+        result = export_isolated(
+            rv.family, repository, checkpoint, tolerance, progress=progress,
+            extra={"registry": uri, "provenance": provenance}, weights=provenance.get("weights"),
+        )
+    result.registry_uri = uri
+    registry.client.set_model_version_tag(rv.name, str(rv.version), "triton_version", str(result.version))
+    if registry.alias_version(rv.family, CHAMPION) is None and result.version == 1:
+        registry.set_alias(rv.family, CHAMPION, rv.version)  # the first version serves 100%
+    return result

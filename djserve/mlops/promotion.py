@@ -17,11 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from pydantic import Field
@@ -29,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
 from djserve.mlops.gates import GateConfig, GateResult, evaluate
-from djserve.mlops.registry import CHALLENGER, CHAMPION, Registry, registered_name
+from djserve.registry import CHALLENGER, CHAMPION, Registry, registered_name
 from djserve.mlops.triton_control import TritonAccessDenied, TritonControl
 from djserve.repository import ModelRepository
 from djserve.settings import Settings
@@ -120,7 +118,7 @@ class Promoter:
 
     def promote(self, family: str, source: str, canary_percent: float, tolerance: float = 1e-4) -> Promoted:
         from exporters.errors import ExportError
-        from exporters.isolated import export_isolated
+        from exporters.export import export_registered
 
         self.materialize()
         fp = self.policy(family)
@@ -132,13 +130,11 @@ class Promoter:
             raise PromotionError(f"{source} is a {rv.family} model, not {family}")
         uri = f"models:/{rv.name}/{rv.version}"
         self.log(f"{family}: exporting {uri} to a new Triton version")
-        with tempfile.TemporaryDirectory(prefix="djserve-promote-") as tmp:
-            checkpoint = self.registry.download_checkpoint(rv, Path(tmp))
-            try:
-                result = export_isolated(family, self.settings.repository, checkpoint, tolerance, extra={"registry": uri})
-            except ExportError as exc:
-                self.registry.record(family, "refused", version=rv.version, stage="export", reason=str(exc))
-                raise PromotionError(f"{family}: {uri} refused at export: {exc}") from None
+        try:
+            result = export_registered(uri, self.settings.repository, self.settings.state_dir, tolerance)
+        except ExportError as exc:
+            self.registry.record(family, "refused", version=rv.version, stage="export", reason=str(exc))
+            raise PromotionError(f"{family}: {uri} refused at export: {exc}") from None
         new = result.version
         self.log(f"{family}: loading v{new} beside v{fp.stable}")
         try:

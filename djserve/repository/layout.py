@@ -22,6 +22,8 @@ from djserve.specs.base import ModelSpec
 
 METADATA_FILE = "metadata.json"
 UNTRAINED = "untrained reference weights"
+TRAINED = "trained reference"
+"""Weights the project trained on its own generated data (`djserve train`)."""
 
 
 @dataclass
@@ -31,7 +33,7 @@ class VersionMetadata:
     source_framework: str
     framework_version: str
     weights: str
-    """UNTRAINED, or the checkpoint path the user gave."""
+    """UNTRAINED, TRAINED (a `djserve train` run, see extra.provenance), or the user's checkpoint path."""
     checkpoint_sha256: str | None
     parity: dict
     exported_at: str
@@ -41,6 +43,29 @@ class VersionMetadata:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def provenance(meta: dict) -> dict:
+    """Where a version's weights come from, from its metadata.json: kind ("trained",
+    "untrained", "checkpoint"), the registry version and training run, the dataset and the
+    held-out metrics it was registered with."""
+    weights = meta.get("weights", "")
+    extra = meta.get("extra") or {}
+    recorded = extra.get("provenance") or {}
+    kind = "trained" if weights == TRAINED else "untrained" if weights == UNTRAINED else "checkpoint"
+    out = {
+        "kind": kind,
+        "weights": weights,
+        "registry": extra.get("registry") or recorded.get("registry"),
+        "run_id": recorded.get("run_id"),
+        "dataset": recorded.get("dataset.hash"),
+        "profile": recorded.get("profile"),
+        "trained_at": recorded.get("trained_at"),
+        "headline": recorded.get("headline"),
+        "metrics": recorded.get("metrics") or {},
+        "exported_at": meta.get("exported_at"),
+    }
+    return {k: v for k, v in out.items() if v not in (None, {}, "")}
 
 
 class ModelRepository:

@@ -1,7 +1,7 @@
 """RealTimeBeatTracker's two networks (seed S1:224-283) as one functional Keras 3 model.
 
-See `djserve.specs.beat_tracker`: one input `mel_frames`, the tempo branch with padding="same"
-(one confidence per frame), the beat branch unchanged (valid padding, needs >= 11 frames).
+See `djserve.specs.beat_tracker`: one input `mel_frames`, the per-frame branch with padding="same"
+(one beat activation per frame), the beat branch unchanged (valid padding, needs >= 11 frames).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def build_model(seed: int = 0) -> keras.Model:
     t = layers.Conv1D(32, 3, activation="relu", padding="same", name="tempo_conv1")(mel)
     t = layers.Conv1D(64, 3, activation="relu", padding="same", name="tempo_conv2")(t)
     t = layers.LSTM(50, return_sequences=True, name="tempo_lstm")(t)
-    tempo = layers.Dense(1, activation="sigmoid", name="tempo_confidence")(t)  # [B, T, 1]
+    activation = layers.Dense(1, activation="sigmoid", name="beat_activation")(t)  # [B, T, 1]
 
     b = layers.Conv1D(16, 7, activation="relu", name="beat_conv1")(mel)
     b = layers.Conv1D(32, 3, activation="relu", name="beat_conv2")(b)
@@ -32,5 +32,5 @@ def build_model(seed: int = 0) -> keras.Model:
     b = layers.Dense(32, activation="relu", name="beat_dense")(b)
     beat = layers.Dense(1, activation="sigmoid", name="beat_probability")(b)  # [B, 1]
 
-    outputs = {"tempo_confidence": tempo, "beat_probability": beat}
+    outputs = {"beat_activation": activation, "beat_probability": beat}
     return keras.Model(inputs=mel, outputs=[outputs[t.name] for t in SPEC.outputs], name=SPEC.name)

@@ -4,14 +4,19 @@ The production model is a fine-tuned xlm-roberta-large directory given as a chec
 one, `build_reference_checkpoint` writes a small model of the same architecture and a Unigram
 (SentencePiece-style, like XLM-R's) tokenizer trained offline on the project's chat corpus, both
 in the standard HF layout, so the exporter treats it exactly like a user's directory.
+`training.trainers.sentiment` trains the same builders on the generated chat data.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import string
 from pathlib import Path
+from typing import Iterable
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaForSequenceClassification
 
 from djserve.specs.sentiment import LABELS, MAX_TOKENS
@@ -31,15 +36,23 @@ def corpus() -> list[tuple[str, str]]:
     return rows
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    texts: Iterable[str] | None = None, vocab_size: int = VOCAB_SIZE, fold: bool = False
+) -> PreTrainedTokenizerFast:
+    """Train a Unigram tokenizer on `texts` (default: the bundled corpus, for the untrained reference).
+
+    `fold` normalises the way chat varies: lower case, no accents, and a letter or punctuation
+    mark repeated 3+ times kept once ("INCREÍBLEEE!!!" -> "increible!"). The normalizer is saved in
+    tokenizer.json, so the gateway and the Triton tokenize step fold text exactly as training did."""
     tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
+    tok.normalizer = _folding() if fold else normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
     trainer = trainers.UnigramTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token="<unk>", show_progress=False
     )
-    tok.train_from_iterator([text for _, text in corpus()], trainer=trainer)
+    tok.train_from_iterator(list(texts) if texts is not None else [text for _, text in corpus()], trainer=trainer)
+    _fix_piece_order(tok)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>",
         pair="<s> $A </s> </s> $B </s>",
@@ -58,14 +71,52 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_model(vocab_size: int, seed: int = 0) -> XLMRobertaForSequenceClassification:
+def _fix_piece_order(tok: Tokenizer) -> None:
+    """Make the same corpus give the same ids (and so a seeded model the same weights).
+
+    The trainer sums in hash-map order, so scores vary in the last bits, and it appends the rare
+    characters it did not keep at the bottom, 1e-4 apart, in hash-set order. Round the scores, hand
+    that bottom run its scores in character order, and sort."""
+    pieces = json.loads(tok.to_str())["model"]["vocab"]
+    n = len(SPECIAL_TOKENS)  # the trainer puts them first, at their fixed ids
+    body = {piece: round(score, 8) for piece, score in pieces[n:]}
+    chars = sorted((sc, p) for p, sc in body.items() if len(p) == 1)
+    run = chars[:1]
+    for sc, p in chars[1:]:
+        if sc - run[-1][0] > 1.5e-4:
+            break
+        run.append((sc, p))
+    for (score, _), piece in zip(sorted(run), sorted((p for _, p in run), reverse=True)):
+        body[piece] = score
+    ordered = [tuple(p) for p in pieces[:n]] + sorted(body.items(), key=lambda p: (-p[1], p[0]))
+    tok.model = models.Unigram(ordered, unk_id=SPECIAL_TOKENS.index("<unk>"), byte_fallback=False)
+
+
+def _folding() -> normalizers.Normalizer:
+    collapse = [normalizers.Replace(Regex(re.escape(c) + "{3,}"), c) for c in string.ascii_lowercase + "!?."]
+    steps = [normalizers.NFKC(), normalizers.Lowercase(), normalizers.NFD(), normalizers.StripAccents()]
+    return normalizers.Sequence([*steps, *collapse])
+
+
+def build_model(
+    vocab_size: int,
+    seed: int = 0,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    intermediate_size: int = 128,
+    dropout: float = 0.1,
+) -> XLMRobertaForSequenceClassification:
+    """A seeded XLM-R classifier; the defaults are the untrained reference size."""
     torch.manual_seed(seed)
     config = XLMRobertaConfig(
         vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate_size,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
         max_position_embeddings=MAX_TOKENS + 2,  # XLM-R offsets positions by padding_idx + 1
         pad_token_id=1,
         bos_token_id=0,

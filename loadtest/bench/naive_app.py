@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from fastapi import FastAPI
 
-from bentos.catalogue import Catalogue
 from bentos.settings import DATA
+from djserve.catalogue import Catalogue
 from djserve.specs.recommender import item_bucket, user_bucket
 from djserve.specs.sentiment import LABELS, MAX_TOKENS
 from exporters.hf_onnx import load_hf, reference_checkpoint

@@ -247,7 +247,7 @@ def test_silence_is_finite_and_in_range():
 def test_mixing_features_function_matches_windows_and_librosa():
     y = chirp(8.0, SR)
     _, (window,) = windows_of(encode(y, SR, subtype="FLOAT"))
-    features = mixing_features(y, SR)
+    features = mixing_features(y)
     n_frames = len(y) // 512
     assert features.shape == (math.ceil(n_frames / 8), 32)
     np.testing.assert_allclose(features, window.mixing_features, atol=1e-6)

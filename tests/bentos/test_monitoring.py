@@ -98,7 +98,7 @@ def test_summarize_each_family():
     assert summarize("recommender", {"score": np.array([[0.2], [0.4], [0.9]], np.float32)}) == pytest.approx(0.5)
     assert summarize(
         "beat_tracker",
-        {"beat_probability": np.array([[0.8], [0.6]]), "tempo_confidence": np.zeros((2, 5, 1))},
+        {"beat_probability": np.array([[0.8], [0.6]]), "beat_activation": np.zeros((2, 5, 1))},
     ) == pytest.approx(0.7)
 
 

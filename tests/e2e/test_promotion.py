@@ -19,7 +19,7 @@ import torch
 from bentos.routing import bucket
 from djserve.mlops.gates import GateConfig
 from djserve.mlops.promotion import Promoter, PromotionError, PromotionSettings
-from djserve.mlops.registry import CHALLENGER, CHAMPION
+from djserve.registry import CHALLENGER, CHAMPION
 from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch

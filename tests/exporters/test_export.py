@@ -165,7 +165,7 @@ def test_any_local_hf_checkpoint_directory_exports_unchanged(repo, tmp_path):
 
 
 def test_cli_export_registers_the_checkpoint_in_mlflow(repo, tmp_path, monkeypatch):
-    from djserve.mlops.registry import CHAMPION, Registry
+    from djserve.registry import CHAMPION, Registry
 
     monkeypatch.setenv("DJSERVE_STATE_DIR", str(tmp_path / "state"))
     code, out = run_cli("export", "recommender", "--repository", str(repo))

@@ -147,7 +147,7 @@ def test_shape_mismatch_is_refused(tmp_path):
     import keras
 
     inp = keras.Input(shape=(None, 64), name="mel_frames")
-    tempo = keras.layers.Dense(1, activation="sigmoid", name="tempo_confidence")(inp)
+    tempo = keras.layers.Dense(1, activation="sigmoid", name="beat_activation")(inp)
     beat = keras.layers.Dense(1, activation="sigmoid", name="beat_probability")(
         keras.layers.GlobalMaxPooling1D()(inp)
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from djserve.mlops.registry import (
+from djserve.registry import (
     CHALLENGER,
     CHAMPION,
     REGISTERED_NAMES,

@@ -41,6 +41,8 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 CHECKPOINT_ARTIFACT = "checkpoint"
+METRIC_TAG = "metric."
+"""Prefix of the model-version tags that carry its held-out metrics (`metric.overall.r2`)."""
 LOG_NAME = "promotions.jsonl"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))$")
 
@@ -109,6 +111,42 @@ class Registry:
             name, artifact_location=_artifact_location(self.tracking_uri, self.state_dir)
         )
 
+    def start_run(self, family: str, tags: dict[str, str] | None = None, run_name: str | None = None) -> str:
+        """A new run in the family's experiment (`djserve-<family>`); returns its id."""
+        run = self.client.create_run(self._experiment_id(family), tags={"family": family, **(tags or {})}, run_name=run_name)
+        return run.info.run_id
+
+    def log_checkpoint(self, run_id: str, checkpoint: Path) -> None:
+        """The checkpoint as the run's `checkpoint/` artifact. Always one entry under it (the file,
+        or the directory by its own name): the original name survives and download_checkpoint can
+        tell a file from a directory."""
+        checkpoint = Path(checkpoint)
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+        if checkpoint.is_dir():
+            self.client.log_artifacts(run_id, str(checkpoint), f"{CHECKPOINT_ARTIFACT}/{checkpoint.name}")
+        else:
+            self.client.log_artifact(run_id, str(checkpoint), CHECKPOINT_ARTIFACT)
+
+    def log_json(self, run_id: str, file_name: str, payload: Any) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / file_name
+            path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            self.client.log_artifact(run_id, str(path))
+
+    def create_version(self, family: str, run_id: str, tags: dict[str, str]) -> RegisteredVersion:
+        """Register the run's checkpoint artifact as the next version of the family's model."""
+        name = registered_name(family)
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            self.client.create_registered_model(name, tags={"family": family})
+        source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/{CHECKPOINT_ARTIFACT}"
+        mv = self.client.create_model_version(name, source, run_id=run_id, tags={"family": family, **tags})
+        return RegisteredVersion(family, name, int(mv.version), run_id, source)
+
     def register(
         self,
         family: str,
@@ -119,45 +157,33 @@ class Registry:
         spec: dict[str, Any],
         extra_tags: dict[str, str] | None = None,
     ) -> RegisteredVersion:
-        name = registered_name(family)
-        checkpoint = Path(checkpoint)
-        if not checkpoint.exists():
+        """An exported checkpoint as one run (parity figures, spec, checkpoint) and a model version."""
+        if not Path(checkpoint).exists():
             raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
         c = self.client
-        run = c.create_run(self._experiment_id(family), tags={"family": family, **(extra_tags or {})})
-        run_id = run.info.run_id
+        run_id = self.start_run(family, extra_tags)
         try:
             c.log_param(run_id, "family", family)
             c.log_param(run_id, "weights", weights)
             for output, diff in (parity.get("max_abs_diff") or {}).items():
                 c.log_metric(run_id, f"parity_max_abs_diff_{output}", float(diff))
-            with tempfile.TemporaryDirectory() as tmp:
-                for file_name, payload in (("spec.json", spec), ("parity.json", parity)):
-                    path = Path(tmp) / file_name
-                    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
-                    c.log_artifact(run_id, str(path))
-            # Always one entry under checkpoint/ (the file, or the directory by its own name): the
-            # original name survives and download_checkpoint can tell a file from a directory.
-            if checkpoint.is_dir():
-                c.log_artifacts(run_id, str(checkpoint), f"{CHECKPOINT_ARTIFACT}/{checkpoint.name}")
-            else:
-                c.log_artifact(run_id, str(checkpoint), CHECKPOINT_ARTIFACT)
+            self.log_json(run_id, "spec.json", spec)
+            self.log_json(run_id, "parity.json", parity)
+            self.log_checkpoint(run_id, checkpoint)
         except BaseException:
             c.set_terminated(run_id, status="FAILED")
             raise
         c.set_terminated(run_id)
+        return self.create_version(family, run_id, {"weights": weights, **(extra_tags or {})})
 
-        try:
-            c.get_registered_model(name)
-        except MlflowException as e:
-            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            c.create_registered_model(name, tags={"family": family})
-        source = f"{run.info.artifact_uri.rstrip('/')}/{CHECKPOINT_ARTIFACT}"
-        mv = c.create_model_version(
-            name, source, run_id=run_id, tags={"family": family, "weights": weights, **(extra_tags or {})}
-        )
-        return RegisteredVersion(family, name, int(mv.version), run_id, source)
+    def provenance(self, rv: "RegisteredVersion") -> dict[str, Any]:
+        """Where a registered version's weights come from, as its tags record it (training run,
+        dataset, held-out metrics): copied into every Triton version exported from it."""
+        mv = self.client.get_model_version(rv.name, str(rv.version))
+        tags = dict(mv.tags)
+        metrics = {k.removeprefix(METRIC_TAG): float(v) for k, v in tags.items() if k.startswith(METRIC_TAG)}
+        keep = {k: v for k, v in tags.items() if not k.startswith(METRIC_TAG) and not k.startswith("djserve.")}
+        return {"registry": f"models:/{rv.name}/{rv.version}", "run_id": rv.run_id, **keep, **({"metrics": metrics} if metrics else {})}
 
     # -- lookup ----------------------------------------------------------------------------------
 

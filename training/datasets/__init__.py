@@ -1,0 +1,1 @@
+"""Generators of the data the models train on: seeded, deterministic, hashed."""

@@ -1,0 +1,53 @@
+"""Held-out metrics and the trivial baselines they are reported beside.
+
+Regression heads (judge, technical, creative): R^2, MAE and Pearson's r per head and overall,
+beside a constant predictor (the training mean). Classification (sentiment): accuracy and
+macro-F1 beside the majority class. Ranking (recommender): NDCG@k and HR@k beside popularity and
+random. Beats: `training.trainers.beat_tracker` uses mir_eval directly.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+
+
+def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R^2, MAE and Pearson's r of one head (1-D arrays)."""
+    y_true = np.asarray(y_true, np.float64).ravel()
+    y_pred = np.asarray(y_pred, np.float64).ravel()
+    r = float(stats.pearsonr(y_true, y_pred)[0]) if np.std(y_pred) > 0 and np.std(y_true) > 0 else 0.0
+    return {
+        "r2": float(skm.r2_score(y_true, y_pred)),
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "pearson": r,
+    }
+
+
+def classification(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 over `labels` (a label absent from both sides scores 0 in F1's mean)."""
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0)),
+    }
+
+
+def majority(train_labels: Sequence[str], n: int) -> list[str]:
+    """The majority-class baseline's predictions for n samples."""
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    return [str(values[int(np.argmax(counts))])] * n
+
+
+def ndcg_at_k(ranked: Sequence[object], relevant: set, k: int = 10) -> float:
+    """Binary-relevance NDCG@k of one ranked list."""
+    gains = [1.0 / np.log2(i + 2) for i, item in enumerate(ranked[:k]) if item in relevant]
+    ideal = sum(1.0 / np.log2(i + 2) for i in range(min(k, len(relevant))))
+    return float(sum(gains) / ideal) if ideal > 0 else 0.0
+
+
+def hit_rate_at_k(ranked: Sequence[object], relevant: set, k: int = 10) -> float:
+    """1 if any relevant item is in the top k, else 0."""
+    return float(any(item in relevant for item in ranked[:k]))

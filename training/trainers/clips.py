@@ -1,0 +1,145 @@
+"""What the judge, technical and creative trainers share: the DJ-set clip dataset, its splits,
+random crops with exact labels, and held-out regression tables.
+
+Crops: a window's label is the mean of the label model's per-frame curves, so any span of a clip
+has an exact label too. Training on spans of 256-1024 frames costs a fraction of full windows and
+teaches the models the same thing (local quality, averaged); evaluation always uses full windows,
+as the gateway serves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from djserve.settings import settings
+from djserve.specs.features import MIXING_HOP_FRAMES
+from djserve.specs.genres import weights_for
+from training import metrics
+from training.base import Dataset, MetricRow, Progress
+from training.datasets import djsets, store
+
+@dataclass
+class Clips:
+    """A split of the clip dataset: the shared arrays and this split's row indices."""
+
+    arrays: dict[str, np.ndarray]
+    rows: list[dict]
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def labels(self, prefix: str, names: Sequence[str]) -> np.ndarray:
+        """[N, len(names)] full-window labels of one output, in the spec's label order."""
+        cols = [djsets.LABEL_KEYS.index(f"{prefix}.{n}") for n in names]
+        return self.arrays["labels"][self.index][:, cols].astype(np.float32)
+
+    def genres(self) -> list[str]:
+        """The set's genre (A's), which the battle_judge ensemble weights the components by."""
+        return [self.rows[i]["params"]["genre_a"] for i in self.index]
+
+
+def shuffled(split: Clips, rng: np.random.Generator) -> Clips:
+    """The control run's data: each training clip carries another training clip's labels."""
+    arrays = dict(split.arrays)
+    perm = np.arange(len(arrays["labels"]))
+    perm[split.index] = rng.permutation(split.index)
+    arrays["labels"] = arrays["labels"][perm]
+    arrays["curves"] = arrays["curves"][perm]
+    return Clips(arrays, split.rows, split.index)
+
+
+DATA_SEED = 0
+"""The data is part of the profile, not of a run: every version is scored on the same held-out set."""
+
+
+def dataset(clips: int, windows: int, progress: Progress, path: Path | None = None) -> Dataset:
+    """Training clips (TRAIN_FRAMES long, split into train and val) and held-out whole windows
+    (a separate draw, WINDOW_FRAMES long, as the gateway scores them); built once and cached under
+    the state dir. `path`: a stored clip dataset to train on instead."""
+    root = settings().state_dir / "datasets"
+    if path is not None:
+        stored = store.load(path, "djsets")
+    else:
+        stored = djsets.load_or_build(root, clips, DATA_SEED, djsets.TRAIN_FRAMES, progress)
+    held = djsets.load_or_build(root, windows, DATA_SEED + 1, djsets.WINDOW_CLIP_FRAMES, progress)
+    n = len(stored.rows)
+    order = np.random.default_rng([DATA_SEED, 1]).permutation(n)
+    n_val = max(1, int(round(0.1 * n)))
+    splits = {
+        "train": Clips(stored.arrays, stored.rows, np.sort(order[n_val:])),
+        "val": Clips(stored.arrays, stored.rows, np.sort(order[:n_val])),
+        "heldout": Clips(held.arrays, held.rows, np.arange(len(held.rows))),
+    }
+    return Dataset(
+        name="djsets",
+        hash=store.params_hash({"train": stored.content_hash, "heldout": held.content_hash}),
+        splits=splits,
+        description={
+            "train_path": str(stored.path), "heldout_path": str(held.path),
+            "train_clips": len(splits["train"]), "val_clips": len(splits["val"]), "heldout_windows": len(splits["heldout"]),
+            "train_frames": int(stored.arrays["audio_features"].shape[-1]),
+            "heldout_frames": int(held.arrays["audio_features"].shape[-1]),
+        },
+    )
+
+
+def crop_lengths(rng: np.random.Generator, choices: Sequence[int]) -> int:
+    return int(rng.choice(choices))
+
+
+def batch(
+    clips: Clips, rows: np.ndarray, length: int | None, rng: np.random.Generator, prefix: str, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(audio [B,1,128,L], mixing [B,L/8,32], tokens [B,K], labels [B,H]) of one span per clip:
+    a random span of `length` frames (a multiple of the mixing hop), or whole windows (None)."""
+    idx = clips.index[rows]
+    audio = clips.arrays["audio_features"]
+    frames = audio.shape[-1]
+    cols = [djsets.LABEL_KEYS.index(f"{prefix}.{n}") for n in names]
+    if length is None or length >= frames:
+        a = audio[idx].astype(np.float32)
+        m = clips.arrays["mixing_features"][idx]
+        y = clips.arrays["labels"][idx][:, cols]
+    else:
+        starts = rng.integers(0, (frames - length) // MIXING_HOP_FRAMES + 1, size=len(idx)) * MIXING_HOP_FRAMES
+        a = np.stack([audio[i, :, :, s : s + length] for i, s in zip(idx, starts)]).astype(np.float32)
+        steps = length // MIXING_HOP_FRAMES
+        m = np.stack([clips.arrays["mixing_features"][i, s // MIXING_HOP_FRAMES : s // MIXING_HOP_FRAMES + steps] for i, s in zip(idx, starts)])
+        curves = clips.arrays["curves"]
+        y = np.stack([curves[i, cols, s : s + length].astype(np.float32).mean(axis=1) for i, s in zip(idx, starts)])
+    width = int(clips.arrays["token_lengths"][idx].max())
+    tokens = clips.arrays["tokens"][idx, :width]
+    return a, m.astype(np.float32), tokens, y.astype(np.float32)
+
+
+def regression_rows(
+    truth: np.ndarray, pred: np.ndarray, names: Sequence[str], train_mean: np.ndarray, genres: Sequence[str] | None = None
+) -> list[MetricRow]:
+    """R^2 / MAE / Pearson per head and overall, beside the constant (training-mean) predictor.
+
+    Overall: the genre-weighted score when `genres` is given (the judge's overall_score),
+    else the mean of the heads."""
+    rows: list[MetricRow] = []
+
+    def add(subset: str, y: np.ndarray, p: np.ndarray, const: float) -> None:
+        model = metrics.regression(y, p)
+        base = metrics.regression(y, np.full_like(y, const))
+        for metric in ("r2", "mae", "pearson"):
+            rows.append(MetricRow(subset, metric, model[metric], {"constant": base[metric]}))
+
+    if genres is not None:
+        w = np.array([weights_for(g) for g in genres])
+        overall_truth, overall_pred = (truth * w).sum(1), (pred * w).sum(1)
+        overall_const = float((train_mean[None, :] * w).sum(1).mean())
+    else:
+        overall_truth, overall_pred = truth.mean(1), pred.mean(1)
+        overall_const = float(train_mean.mean())
+    add("overall", overall_truth, overall_pred, overall_const)
+    for j, name in enumerate(names):
+        add(name, truth[:, j], pred[:, j], float(train_mean[j]))
+    return rows
