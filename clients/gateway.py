@@ -53,6 +53,7 @@ from djserve.schemas import (
     SentimentBatchResult,
     SentimentRequest,
     SentimentResult,
+    ServedModels,
     TrackMetadata,
 )
 
@@ -227,6 +228,10 @@ def _health() -> _Call:
     return _Call("GET", "/health", Health, ok_statuses=(503,))
 
 
+def _models() -> _Call:
+    return _Call("GET", "/models", ServedModels)
+
+
 # --- response handling -----------------------------------------------------------------------------
 
 
@@ -347,6 +352,10 @@ class GatewayClient:
         """GET /health; a degraded gateway's 503 with a Health body is returned, not raised."""
         return self._send(_health())
 
+    def models(self) -> ServedModels:
+        """The versions each family serves and where their weights come from (training run, metrics)."""
+        return self._send(_models())
+
     def ready(self) -> bool:
         """GET /readyz answered 200; False for any other status or when the gateway cannot be reached."""
         try:
@@ -403,6 +412,9 @@ class AsyncGatewayClient:
 
     async def health(self) -> Health:
         return await self._send(_health())
+
+    async def models(self) -> ServedModels:
+        return await self._send(_models())
 
     async def ready(self) -> bool:
         try:

@@ -28,6 +28,7 @@ from djserve.specs.features import (
     MIXING_HOP_FRAMES,
     MIXING_RANGES,
     N_FFT,
+    RHYTHM_CONTEXT_FRAMES,
     SAMPLE_RATE,
     TOP_DB,
 )
@@ -35,6 +36,8 @@ from djserve.specs.features import (
 # Frames of context before a window: librosa's onset strength at frame t is the rise from frame
 # t-3 to t-2 (lag 1, then shifted by n_fft / (2 hop) to counter the centred frames' early view).
 CONTEXT_FRAMES = 1 + N_FFT // (2 * HOP_LENGTH)
+# Mel bands below ~300 Hz (of 128 up to 11 kHz): where kicks and bass are.
+LOW_MEL_BANDS = 12
 # So a segment covering frames t0-3 .. t0+n-1 starts this many samples before frame t0's centre.
 LEAD_SAMPLES = CONTEXT_FRAMES * HOP_LENGTH + N_FFT // 2
 
@@ -81,14 +84,17 @@ def analyse_segment(segment: np.ndarray, n_frames: int, first: bool, sr: int = S
     # librosa.onset.onset_strength(y) exactly (mean positive dB rise over 128 mel bands, lag 1,
     # shifted 2 frames later), except that top_db's floor is relative to this window's maximum.
     db = librosa.power_to_db(mel, ref=1.0, top_db=TOP_DB)
-    onset = np.maximum(0.0, np.diff(db, axis=1)).mean(axis=0)[:n_frames].astype(np.float32)
+    rise = np.maximum(0.0, np.diff(db, axis=1))
+    onset = rise.mean(axis=0)[:n_frames].astype(np.float32)
+    low_onset = rise[:LOW_MEL_BANDS].mean(axis=0)[:n_frames].astype(np.float32)  # the kick region
     if first:
         onset[:CONTEXT_FRAMES] = 0.0  # librosa pads the envelope's start with zeros
+        low_onset[:CONTEXT_FRAMES] = 0.0
     power, mel = power[:, CONTEXT_FRAMES:], mel[:, CONTEXT_FRAMES:]
     frames = librosa.util.frame(segment, frame_length=N_FFT, hop_length=HOP_LENGTH)[:, CONTEXT_FRAMES:]
     audio = _scaled_db(mel)[np.newaxis]
     beat = np.ascontiguousarray(_scaled_db(_mel_basis(sr, BEAT_MELS) @ power).T)
-    mixing = _mixing(frames, power, onset, sr)
+    mixing = _mixing(frames, power, onset, low_onset, sr)
     assert audio.shape[-1] == beat.shape[0] == onset.shape[0] == n_frames
     return SegmentFeatures(audio, beat, mixing, onset)
 
@@ -106,50 +112,86 @@ def _delta(x: np.ndarray) -> np.ndarray:
 
 
 def _spectral_shape(mag: np.ndarray, power: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    """librosa's spectral_centroid, _bandwidth (p=2), _rolloff (85%) and _flatness of `mag`, as
-    matrix products and one cumulative sum: librosa's own versions build several float64
+    """librosa's spectral_centroid, _bandwidth (p=2) and _flatness of `mag`, as matrix products:
+    librosa's own versions build several float64
     [1025, T] temporaries (~25 MB a window), the bulk of a stream's memory."""
     freq = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
     total = mag.sum(axis=0, dtype=np.float64)
     weight = np.divide(1.0, total, out=np.zeros_like(total), where=total > np.finfo(np.float32).tiny)
     centroid = (freq @ mag) * weight
     spread = (freq**2 @ mag) * weight - centroid**2  # E[f^2] - E[f]^2 = E[(f - centroid)^2]
-    cumulative = np.cumsum(mag, axis=0)
-    rolloff = freq[np.argmax(cumulative >= 0.85 * cumulative[-1], axis=0)]
-    del cumulative
     floored = np.maximum(power, 1e-10)  # librosa's amin on S**2
     arithmetic = floored.mean(axis=0, dtype=np.float64)
     geometric = np.exp(np.log(floored, out=floored).mean(axis=0, dtype=np.float64))
     return {
         "spectral_centroid": centroid,
         "spectral_bandwidth": np.sqrt(np.maximum(spread, 0.0)),
-        "spectral_rolloff": rolloff,
         "spectral_flatness": geometric / arithmetic,
     }
 
 
-def _mixing(frames: np.ndarray, power: np.ndarray, onset: np.ndarray, sr: int) -> np.ndarray:
-    """[ceil(T/8), 32] scaled descriptors from time frames [N_FFT,T], power [1+N_FFT/2,T], onset [T]."""
+def _rhythm(onset: np.ndarray, low_onset: np.ndarray, n_steps: int) -> dict[str, np.ndarray]:
+    """Per step, from the onset envelopes in RHYTHM_CONTEXT_FRAMES around it: pulse clarity (the
+    normalised autocorrelation's peak at 60-200 BPM lags), that lag as a tempo, and the flam ratio
+    (the strongest low-band onset 2-6 frames after each strong kick, relative to it)."""
+    fps = SAMPLE_RATE / HOP_LENGTH
+    lag_lo, lag_hi = int(fps * 60 / 200), int(np.ceil(fps * 60 / 60))
+    half = RHYTHM_CONTEXT_FRAMES // 2
+    n = len(onset)
+    clarity, tempo, flam = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
+    for k in range(n_steps):
+        c = k * MIXING_HOP_FRAMES + MIXING_HOP_FRAMES // 2
+        a, b = max(0, c - half), min(n, c + half)
+        w = onset[a:b].astype(np.float64)
+        if len(w) > lag_lo + 2 and w.std() > 1e-6:
+            w = w - w.mean()
+            ac = np.correlate(w, w, "full")[len(w) - 1 :]
+            ac /= ac[0]
+            seg = ac[lag_lo : min(lag_hi, len(ac))]
+            best = int(np.argmax(seg))
+            clarity[k], tempo[k] = max(0.0, seg[best]), 60.0 * fps / (lag_lo + best)
+        low = low_onset[a:b].astype(np.float64)
+        if len(low) > 8 and low.max() > 1e-6:
+            strong = np.flatnonzero((low > 0.5 * low.max()) & (low >= np.roll(low, 1)) & (low >= np.roll(low, -1)))
+            ratios = [low[i + 2 : i + 7].max() / low[i] for i in strong if i + 7 <= len(low)]
+            flam[k] = float(np.mean(ratios)) if ratios else 0.0
+    return {"pulse_clarity": clarity, "local_tempo": tempo, "beat_flam": flam}
+
+
+def _tuning(power: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """Per frame, the circular mean of a 36-bin chroma's energy over the three bins of each
+    semitone: its angle is where the partials sit between semitones (cents), its length how
+    consistently (two tracks tuned apart spread it)."""
+    chroma36 = librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0, n_chroma=36, norm=None)
+    phase = np.exp(2j * np.pi * (np.arange(36) % 3) / 3)[:, np.newaxis]
+    z = (chroma36 * phase).sum(axis=0) / np.maximum(chroma36.sum(axis=0), 1e-12)
+    return {"tuning_offset": np.angle(z) / (2 * np.pi) * 100.0, "tuning_coherence": np.abs(z)}
+
+
+def _mixing(frames: np.ndarray, power: np.ndarray, onset: np.ndarray, low_onset: np.ndarray, sr: int) -> np.ndarray:
+    """[ceil(T/8), 32] scaled descriptors from time frames [N_FFT,T], power [1+N_FFT/2,T], onsets [T]."""
     mag = np.sqrt(power)
     rms = np.sqrt(np.einsum("ij,ij->j", frames, frames) / N_FFT)
-    sign = np.signbit(frames)
-    zcr = np.count_nonzero(sign[1:] != sign[:-1], axis=0) / N_FFT
-    del sign
-    per_frame = {"rms": rms, "zero_crossing_rate": zcr, "onset_strength": onset}
+    per_frame = {"onset_strength": onset, "low_onset_strength": low_onset}
     per_frame.update(_spectral_shape(mag, power, sr))
+    per_frame.update(_tuning(power, sr))
     # tuning=0: estimating it per window would be slow and make windows of one set disagree.
     chroma = librosa.feature.chroma_stft(S=power, sr=sr, tuning=0.0)
-    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=N_FFT)
+    contrast = librosa.feature.spectral_contrast(S=mag, sr=sr, n_fft=N_FFT, n_bands=3)
     steps = {name: _step_mean(np.asarray(v, np.float64)) for name, v in per_frame.items()}
-    for name in ("rms", "spectral_centroid", "onset_strength"):
+    # Level from the step's mean power, in dB: a jump of 6 dB reads the same at any volume.
+    steps["loudness"] = 10 * np.log10(np.maximum(_step_mean(rms.astype(np.float64) ** 2), 1e-10))
+    for name in ("loudness", "spectral_centroid"):
         steps[f"{name}_delta"] = _delta(steps[name])
+    steps.update(_rhythm(onset, low_onset, len(steps["loudness"])))
     # Band shares of a step's summed power, so a step with a few silent frames still sums to 1.
     bands = _step_mean((_band_masks(sr) @ power).astype(np.float64))
     total = bands.sum(axis=0)
     shares = np.divide(bands, total, out=np.zeros_like(bands), where=total > 0)
     steps.update(bass_energy=shares[0], mid_energy=shares[1], treble_energy=shares[2])
+    first_chroma = MIXING_FEATURES.index("chroma_c")
     for i, row in enumerate(_step_mean(chroma.astype(np.float64))):
-        steps[MIXING_FEATURES[13 + i]] = row
+        steps[MIXING_FEATURES[first_chroma + i]] = row
     for i, row in enumerate(_step_mean(contrast.astype(np.float64))):
         steps[f"spectral_contrast_{i}"] = row
     raw = np.stack([steps[name] for name in MIXING_FEATURES], axis=1)

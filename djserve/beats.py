@@ -40,11 +40,10 @@ MIN_BPM = 60.0
 MAX_BPM = 200.0
 THRESHOLD = 0.3
 """Activation a beat must reach to count as heard (the grid's first and last beats, lone peaks)."""
-_PERIOD_120 = 60.0 * FPS / 120.0
 _BPM_STEP = 1.005  # grid tempi 0.5 % apart: over 20 beats at most 0.05 beat off before refinement
 _SNAP = 0.15  # how far (fraction of a period) a grid point may move to the activation's peak
-_OFF_WEIGHT = 0.5
-_PRIOR = 0.2
+_OFF_WEIGHT = 0.5  # of the half / third points' mean in a grid's score
+_PRIOR = 0.2  # score lost per squared octave away from 120 BPM
 _FULL_SUPPORT = 4  # beats from which the tempo counts as established
 
 
@@ -74,7 +73,7 @@ def decode(
     # silent frames would pull every grid's mean down, the densest grids' the most.
     heard = np.flatnonzero(a >= threshold)
     lo, hi = max(0, heard[0] - 2), min(len(a), heard[-1] + 3)
-    grid = _best_grid(a[lo:hi], 60.0 * fps / max_bpm, 60.0 * fps / min_bpm)
+    grid = _best_grid(a[lo:hi], 60.0 * fps / max_bpm, 60.0 * fps / min_bpm, 60.0 * fps / 120.0)
     if grid is None:  # too short for two beats: at most the confident peaks, no tempo
         peaks, _ = find_peaks(a, height=threshold, distance=max(1, int(60.0 * fps / max_bpm)))
         return Beats(peaks / fps, None, 0.0) if len(peaks) else none
@@ -105,7 +104,9 @@ def decode(
     return Beats(times, float(60.0 * fps / slope), round(confidence, 6))
 
 
-def _best_grid(a: np.ndarray, min_period: float, max_period: float) -> tuple[float, float, float, float] | None:
+def _best_grid(
+    a: np.ndarray, min_period: float, max_period: float, period_120: float
+) -> tuple[float, float, float, float] | None:
     """(period, phase, on-grid mean, off-grid mean) of the regular grid with the most contrast,
     over periods in frames with at least two grid points in the chunk; None if none fits.
     Grids in bands of about 40 periods: [periods, phases, points] index arrays."""
@@ -124,7 +125,7 @@ def _best_grid(a: np.ndarray, min_period: float, max_period: float) -> tuple[flo
         usable = ((grid <= n - 1).sum(axis=-1) >= 2) & (phase[..., 0] < p[..., 0])
         thirds = np.concatenate([grid + p / 3, grid + 2 * p / 3], axis=-1)
         off = np.maximum(_mean_at(wide, grid + p / 2), _mean_at(wide, thirds))
-        prior = _PRIOR * np.log2(p[..., 0] / _PERIOD_120) ** 2
+        prior = _PRIOR * np.log2(p[..., 0] / period_120) ** 2
         score = np.where(usable, on - _OFF_WEIGHT * off - prior, -np.inf)
         i, j = np.unravel_index(int(np.argmax(score)), score.shape)
         if score[i, j] > best_score:

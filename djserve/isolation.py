@@ -30,7 +30,8 @@ def run_isolated(
     that class exists there, else as `default_error` naming the unexpected exception."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, target, kwargs), daemon=True)
+    # Not a daemon: a training run renders its data in a process pool of its own.
+    proc = ctx.Process(target=_child, args=(child, target, kwargs), daemon=False)
     proc.start()
     child.close()
     errors = importlib.import_module(errors_module)

@@ -10,8 +10,9 @@ scores (exactly what the gateway reports), and a single mistake counts in propor
 it is heard. The curves are sampled on the frame grid of `djserve.specs.features`.
 
 Faults heard while both tracks play count in proportion to how audible the overlap is:
-overlap(t) = 2 min(gA, gB) / (gA + gB) of the two tracks' gains (1 when equally loud, 0 when one
-is silent), and such a score is 1 - overlap(t) * (1 - quality).
+overlap(t) = 2 min(lA, lB) / (lA + lB) of the two tracks' heard levels (the mixer's gain times the
+track's own level: 1 when equally loud, 0 when one is silent), and such a score is
+1 - overlap(t) * (1 - quality).
 
 Technical (`technical_scores`):
 - bpm_accuracy: quality exp(-(tempo error % / 2)^2) over the overlap (1 % -> 0.78, 2 % -> 0.37,
@@ -169,6 +170,16 @@ class MixParams:
     build: tuple[float, float] | None = None
     """(start, end) of a filter-sweep build on A, if any."""
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "MixParams":
+        """The inverse of dataclasses.asdict (what datasets store per clip)."""
+        d = dict(d)
+        d["transition"] = Transition(**d["transition"])
+        d["key_a"], d["key_b"] = Key(**d["key_a"]), Key(**d["key_b"])
+        d["detune_a"], d["detune_b"] = Detune(**d["detune_a"]), Detune(**d["detune_b"])
+        d["build"] = tuple(d["build"]) if d.get("build") else None
+        return cls(**d)
+
     @property
     def beat_s(self) -> float:
         return 60.0 / self.bpm
@@ -239,7 +250,11 @@ def curves(p: MixParams, n_frames: int) -> dict[str, np.ndarray]:
         cut_span = np.zeros_like(t, dtype=bool)
     ones = np.ones_like(t)
 
-    overlap = np.where(both, 2 * np.minimum(ga, gb) / np.maximum(ga + gb, 1e-9), 0.0)
+    # What is heard: the mixer's gains times each track's own level (a quiet track under a loud one
+    # is barely heard, whatever the crossfader says).
+    la = ga * 10 ** (LEVEL_DB_PER_INTENSITY * p.intensity_a / 20)
+    lb = gb * 10 ** ((LEVEL_DB_PER_INTENSITY * p.intensity_b + p.gain_error_db) / 20)
+    overlap = np.where(both, 2 * np.minimum(la, lb) / np.maximum(la + lb, 1e-9), 0.0)
 
     def heard_over_overlap(quality: np.ndarray | float) -> np.ndarray:
         return 1.0 - overlap * (1.0 - quality)
@@ -264,8 +279,8 @@ def curves(p: MixParams, n_frames: int) -> dict[str, np.ndarray]:
         value = TRANSITION_BASE[tr.kind] * (1.0 if is_cut else _length_factor(tr.beats))
         trans = np.where(both | cut_span, value, 1.0)
 
-    heard = np.maximum(ga + gb, 1e-9)
-    wobble = (ga * np.abs(p.detune_a.wobble(t)) + gb * np.abs(p.detune_b.wobble(t))) / heard
+    heard = np.maximum(la + lb, 1e-12)
+    wobble = (la * np.abs(p.detune_a.wobble(t)) + lb * np.abs(p.detune_b.wobble(t))) / heard
     cents = wobble + overlap * abs(p.detune_a.offset_cents - p.detune_b.offset_cents)
     pitch = np.exp(-((cents / DETUNE_TOLERANCE_CENTS) ** 2))
 

@@ -1,9 +1,11 @@
 """`sentiment`: multilingual XLM-RoBERTa sequence classifier (transformers, S0:451-599).
 
 Decisions:
-- Locally the reference model is a small XLM-RoBERTa config (same architecture, 2 layers, hidden
-  64) with a BPE tokenizer trained offline on the project's multilingual chat corpus; any local HF
-  checkpoint directory (xlm-roberta-large fine-tuned included) exports unchanged.
+- The reference model is a small XLM-RoBERTa config (same architecture, 2 layers, hidden 64)
+  trained from scratch (`djserve train sentiment`) on the project's generated multilingual chat,
+  with a Unigram tokenizer trained on the same lines (lower-cased, accents stripped, letter runs
+  collapsed: the normaliser travels in tokenizer.json); any local HF checkpoint directory
+  (xlm-roberta-large fine-tuned included) exports unchanged.
 - The version directory carries the tokenizer (`<N>/tokenizer/`), so the text pipeline always
   tokenizes with the vocabulary of the model it feeds.
 - Sequences are truncated to MAX_TOKENS = 512 (S0:476) and padded to LENGTH_BUCKETS so requests of

@@ -48,3 +48,25 @@ def build_model(seed: int = 0) -> keras.Model:
     heads = [layers.Dense(1, activation="sigmoid", name=label)(x) for label in _HEADS]
     out = layers.Concatenate(axis=-1, name=SPEC.outputs[0].name)(heads)
     return keras.Model(inputs=inp, outputs=out, name=SPEC.name)
+
+
+#: The layers after the conv stack's sequence: what training fits on cached conv sequences.
+HEAD_LAYERS = ("lstm1", "dropout1", "attention", "lstm2", "dropout2")
+
+
+def conv_part(model: keras.Model) -> keras.Model:
+    """audio_features -> the conv stack's [B, T/4, 256] sequence (layers shared with `model`)."""
+    return keras.Model(model.inputs, model.get_layer("to_sequence").output, name="technical_conv")
+
+
+def head_part(model: keras.Model) -> keras.Model:
+    """A [B, S, 256] conv sequence -> technical_scores, through `model`'s own layers."""
+    seq = keras.Input(shape=(None, 256), dtype="float32", name="conv_sequence")
+    x = model.get_layer("lstm1")(seq)
+    x = model.get_layer("dropout1")(x)
+    x = model.get_layer("attention")(x, x)
+    x = model.get_layer("lstm2")(x)
+    x = model.get_layer("dropout2")(x)
+    heads = [model.get_layer(label)(x) for label in _HEADS]
+    out = model.get_layer(SPEC.outputs[0].name)(heads)
+    return keras.Model(seq, out, name="technical_head")

@@ -50,13 +50,6 @@ def test_a_chunk_gets_the_beat_trackers_answer(gw, triton, seconds):
     assert beats.bpm is not None or beats.tempo_confidence == 0.0
 
 
-def test_a_live_chunk_is_answered_well_under_real_time(gw):
-    chunk = encode(click_track(128, 1.0), fmt="wav")
-    gw.live_beats(chunk, stream_id="warm-up")
-    took = min(gw.live_beats(chunk, stream_id="timed").processing_time_ms for _ in range(3))
-    assert took < 250, f"a 1 s chunk took {took} ms"  # the SLO is p95 < 100 ms; this bounds a busy box
-
-
 @pytest.mark.parametrize(
     "seconds, status, code",
     [(0.1, 422, "audio_too_short"), (12.0, 413, "audio_too_long")],

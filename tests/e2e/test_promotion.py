@@ -230,7 +230,10 @@ def test_drift_gauge_and_warning_follow_the_input_stream(stack):
     promoter, gateway, repo = stack
     version = promoter.policy("sentiment").stable
     steady = ["This is an amazing DJ set!"]  # one message: a constant output, the baseline exactly
-    shifted = [f"zzq {i} xkcd qwv {i * 7} plmn" * 3 for i in range(20)]
+    # Also one message, another constant: every shifted output lies on one side of the baseline, so the
+    # KS distance is exactly the shifted share of the window whatever the weights (several distinct
+    # messages could straddle the baseline value and cancel out).
+    shifted = ["zzq xkcd qwv plmn " * 3]
     with httpx.Client(base_url=gateway.url, timeout=60) as http:
         def send(texts: list[str], n: int) -> None:
             for i in range(n):

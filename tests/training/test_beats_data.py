@@ -56,7 +56,10 @@ def test_the_splits_have_their_sizes_and_held_out_clips_keep_their_audio(tiny):
         y = held.waveform(i)
         assert len(y) // 512 == held.n_frames(i)
         assert np.allclose(signal_features(y).beat_mel, held.frames(i), atol=2e-3)
-        assert np.array_equal(held.beat_times(i), B.make_clip(3, "heldout", i).beats)
+        again = B.make_clip(3, "heldout", i)  # re-rendered from its seed: the same audio and beats
+        stored = held.audio[held.audio_starts[i] : held.audio_starts[i + 1]]
+        assert np.array_equal(np.round(again.audio * 32767).astype(np.int16), stored)
+        assert np.array_equal(held.beat_times(i), again.beats)
 
 
 def test_beat_labels_are_the_grid_the_tracks_were_rendered_on():

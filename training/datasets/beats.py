@@ -42,7 +42,7 @@ from training.base import Progress, no_progress
 from training.datasets import store, synth
 
 SR = SAMPLE_RATE
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 """Bump when the generator changes what a seed produces."""
 TRAIN_S = 8.0
 HELDOUT_S = (2.0, 10.0)
@@ -125,7 +125,7 @@ def make_clip(seed: int, split: str, index: int) -> Clip:
     """Clip `index` of `split` for `seed`, identical in any process."""
     rng = np.random.default_rng([seed, SPLITS.index(split), index])
     duration = TRAIN_S if split != "heldout" else float(np.round(rng.uniform(*HELDOUT_S), 2))
-    n = _master_safe(int(duration * SR))
+    n = int(duration * SR)
     kind = str(rng.choice(KINDS, p=_KIND_P))
     genre = synth.GENRES[(index + seed) % len(synth.GENRES)]
     row: dict[str, Any] = {"split": split, "index": index, "kind": kind, "duration_s": duration, "genre": genre}
@@ -153,14 +153,6 @@ def make_clip(seed: int, split: str, index: int) -> Clip:
     return Clip(y, beats[(beats >= 0) & (beats < last)], row)
 
 
-def _master_safe(n: int) -> int:
-    """A length synth.master can take: its crowd noise is int(SR * (n / SR)) samples long, which
-    float rounding makes n + 1 for some n."""
-    while int(SR * (n / SR)) != n:
-        n -= 1
-    return n
-
-
 def _tempo(genre: str, rng: np.random.Generator) -> float:
     lo, hi = synth.tempo_range(genre)
     bpm = rng.uniform(lo, hi)
@@ -180,7 +172,8 @@ def _track(genre: str, bpm: float, first: float, duration: float, rng: np.random
     return synth.Stems(s.low * scale, s.high * scale)
 
 
-def _blend(a: synth.Stems, bpm: float, first: float, duration: float, rng: np.random.Generator, row: dict) -> np.ndarray:
+def _blend(a: synth.Stems, bpm: float, first: float, duration: float, rng: np.random.Generator,
+           row: dict) -> np.ndarray:
     """A and a second track beat-matched to A's grid (within 8 ms), mixed the way DJs blend."""
     near = [g for g in synth.GENRES if synth.tempo_range(g)[0] * 0.92 <= bpm <= synth.tempo_range(g)[1] * 1.08]
     genre_b = str(rng.choice(near or [row["genre"]]))
@@ -199,7 +192,8 @@ def _blend(a: synth.Stems, bpm: float, first: float, duration: float, rng: np.ra
     return a.low * (1 - swap) + b.low * swap + a.high * np.cos(fade * np.pi / 2) + b.high * np.sin(fade * np.pi / 2)
 
 
-def _entry(y: np.ndarray, beats: np.ndarray, bpm: float, rng: np.random.Generator, row: dict) -> tuple[np.ndarray, np.ndarray]:
+def _entry(y: np.ndarray, beats: np.ndarray, bpm: float, rng: np.random.Generator,
+           row: dict) -> tuple[np.ndarray, np.ndarray]:
     """The music starts on a beat after a bed of pads, noise or silence (a drop), or stops half a
     beat after one; beats only where it plays."""
     n = len(y)
@@ -252,7 +246,9 @@ def _no_beat(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
         return _crowd(n, rng)
     if kind == "quiet":  # a room tone and maybe hum: made near-silent by the level draw
         y = _coloured(n, rng, rng.uniform(0.5, 2.0))
-        return y + (rng.uniform(0.1, 1) * np.sin(2 * np.pi * rng.choice([50, 60]) * np.arange(n) / SR) if rng.random() < 0.4 else 0)
+        if rng.random() < 0.4:
+            y = y + rng.uniform(0.1, 1) * np.sin(2 * np.pi * rng.choice([50, 60]) * np.arange(n) / SR)
+        return y
     return np.zeros(n)
 
 
@@ -306,7 +302,8 @@ def _noise(n: int, rng: np.random.Generator) -> np.ndarray:
     y = signal.sosfilt(signal.butter(2, [lo, hi], btype="bandpass", fs=SR, output="sos"), y)
     if rng.random() < 0.4:  # a riser: the low-pass opens over most of the clip
         start = rng.uniform(0, 0.3) * n / SR
-        y = synth.lowpass_sweep(y, start, start + rng.uniform(0.5, 1.0) * n / SR, lo_hz=rng.uniform(200, 800), close=False)
+        end = start + rng.uniform(0.5, 1.0) * n / SR
+        y = synth.lowpass_sweep(y, start, end, lo_hz=rng.uniform(200, 800), close=False)
     return y * (0.4 + 0.6 * _smooth_random(n, rng, rng.uniform(0.1, 0.5)))
 
 
@@ -333,10 +330,12 @@ def _clip_arrays(args: tuple[int, str, int]) -> dict[str, Any]:
         audio = quantised.astype(np.float32) / 32767.0
     beats = np.full(MAX_BEATS, np.nan)
     beats[: len(clip.beats)] = clip.beats
-    return {"mel": signal_features(audio).beat_mel.astype(np.float16), "beats": beats, "audio": quantised, "row": clip.row}
+    mel = signal_features(audio).beat_mel.astype(np.float16)
+    return {"mel": mel, "beats": beats, "audio": quantised, "row": clip.row}
 
 
-def build(sizes: Sizes, seed: int, progress: Progress = no_progress, workers: int = 2) -> tuple[dict[str, np.ndarray], list[dict]]:
+def build(sizes: Sizes, seed: int, progress: Progress = no_progress,
+          workers: int = 2) -> tuple[dict[str, np.ndarray], list[dict]]:
     items = [(seed, split, i) for split in SPLITS for i in range(getattr(sizes, split))]
     clips = store.parallel_map(_clip_arrays, items, len(items), "rendering beat clips", progress, workers)
     arrays: dict[str, np.ndarray] = {}
@@ -348,7 +347,8 @@ def build(sizes: Sizes, seed: int, progress: Progress = no_progress, workers: in
         arrays[f"{split}_beats"] = np.stack([c["beats"] for c in part]) if part else np.zeros((0, MAX_BEATS))
         if split == "heldout":
             arrays["heldout_audio"] = np.concatenate([c["audio"] for c in part]) if part else np.zeros(0, np.int16)
-            arrays["heldout_audio_starts"] = np.concatenate([[0], np.cumsum([len(c["audio"]) for c in part])]).astype(np.int64)
+            samples = np.cumsum([len(c["audio"]) for c in part])
+            arrays["heldout_audio_starts"] = np.concatenate([[0], samples]).astype(np.int64)
     rows = [c["row"] for c in clips]
     return arrays, rows
 

@@ -1,18 +1,16 @@
 """DJ set clips as audio with controlled mixing quality: the judge's, technical's and creative's data.
 
-A clip is track A, a transition, track B: TRAIN_FRAMES long for training, a whole gateway window
-(WINDOW_FRAMES, 23.8 s) for evaluation. How it was mixed is drawn from the distributions below and rendered; its labels are the label model's
+A clip is track A, a transition, track B, TRAIN_FRAMES long (half a gateway window). How it was mixed is drawn from the distributions below and rendered; its labels are the label model's
 (`djserve.specs.labels`) scores of those parameters, its inputs are `djserve.audio_features` of the
 rendered audio (what the gateway computes for an upload).
 
 What is drawn per clip (seeded): A's genre and tempo (the genre's range) and B's genre (the same
-genre, or one whose range reaches A's tempo); the transition (none 8 %, hard cut 15 %, linear
-12 %, equal-power 17 %, EQ swap 28 %, filter sweep 20 %; blends of 2-32 beats, mostly 16-32 as
-in club sets) and where it starts (most of the blend inside the clip); B's tempo error (beat-matched 55 %, up to 2 % 25 %, 2-7 % 20 %) and beat phase (tight
-50 %, up to 0.12 beat 25 %, anywhere 25 %); keys (same 20 %, neighbours 30 %, two steps 15 %,
-random 35 %); pitch trouble on either track (off its key by 10-100 cents 30 %, a wobble of 8-80
+genre 65 %, or one whose range reaches A's tempo); the transition (none 5 %, hard cut 12 %,
+linear 13 %, equal-power 18 %, EQ swap 30 %, filter sweep 22 %; blends of 2-32 beats, mostly 16-32 as
+in club sets) and where it starts (most of the blend inside the clip); B's tempo error (beat-matched 55 %, 0.4-1.5 % 15 %, 1.5-7 % 30 %) and beat phase (within 10 ms
+50 %, else 35 ms to half a beat); keys (same 20 %, neighbours 30 %, two steps 10 %, clash 40 %); pitch trouble on either track (off its key by 10-100 cents 30 %, a wobble of 8-80
 cents 25 %); B's level
-error (within 1 dB half the time, else 1-10 dB); intensities; a filter-sweep build on A (15 %);
+error (within 1 dB 55 % of the time, else 3-10 dB); intensities (0.35-1: drums in); a filter-sweep build on A (15 %);
 the track list sent as metadata (the clip's two tracks among up to six others of the set, or none).
 Timbre, arrangement, room and mastering vary freely and never change a label.
 """
@@ -27,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from djserve.audio_features import metadata_tokens, signal_features
-from djserve.specs.features import HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES
+from djserve.specs.features import HOP_LENGTH, SAMPLE_RATE
 from djserve.specs.labels import LEVEL_DB_PER_INTENSITY, Detune, Key, MixParams, Transition, curves, gains
 from training.base import Progress, no_progress
 from training.datasets import store, synth
@@ -36,12 +34,10 @@ TRAIN_FRAMES = 512
 """Training clips: 11.9 s around a transition. The labels are means of local quality, so a short
 clip is scored exactly like the same span inside a window, and half a window costs half to render
 and a quarter to learn from (the transition fills more of it)."""
-WINDOW_CLIP_FRAMES = WINDOW_FRAMES
-"""Evaluation clips: whole gateway windows, scored as the gateway serves them."""
 MAX_TOKENS = 64
 
 _KINDS = ("none", "cut", "linear", "equal_power", "eq_swap", "filter_sweep")
-_KIND_P = (0.08, 0.15, 0.12, 0.17, 0.28, 0.20)
+_KIND_P = (0.05, 0.12, 0.13, 0.18, 0.30, 0.22)
 _BLEND_BEATS = (2, 4, 8, 16, 32)
 _BLEND_P = (0.05, 0.12, 0.23, 0.35, 0.25)
 
@@ -57,18 +53,19 @@ _ARTISTS = (
 
 
 def _key_near(a: Key, rng: np.random.Generator) -> Key:
-    """A key in a drawn harmonic relation to `a`."""
+    """B's key: the same (20 %), a Camelot neighbour or the relative key (30 %), two steps round
+    the wheel (10 %), or a clash (40 %)."""
     r = rng.random()
     if r < 0.20:
         return a
-    if r < 0.50:  # Camelot neighbour (a fifth up or down) or the relative major/minor
+    if r < 0.50:  # a fifth up or down, or the relative major/minor
         choice = int(rng.integers(3))
         if choice == 2:
             return Key((a.tonic + (3 if a.minor else 9)) % 12, not a.minor)
         return Key((a.tonic + (7 if choice == 0 else 5)) % 12, a.minor)
-    if r < 0.65:  # two steps round the wheel
+    if r < 0.60:
         return Key((a.tonic + int(rng.choice([2, 10]))) % 12, a.minor)
-    return Key(int(rng.integers(12)), bool(rng.random() < 0.5))
+    return Key((a.tonic + int(rng.choice([1, 3, 6, 8, 11]))) % 12, a.minor)  # a semitone, tritone...: clashes
 
 
 def _detune(rng: np.random.Generator) -> Detune:
@@ -87,22 +84,30 @@ def sample_mix(rng: np.random.Generator, frames: int) -> tuple[MixParams, synth.
     genre_a = str(rng.choice(synth.GENRES))
     lo, hi = synth.tempo_range(genre_a)
     bpm = float(rng.uniform(lo, hi))
-    genre_b = genre_a if rng.random() < 0.55 else str(rng.choice(_compatible_genres(bpm)))
+    genre_b = genre_a if rng.random() < 0.65 else str(rng.choice(_compatible_genres(bpm)))
     beat = 60.0 / bpm
     kind = str(rng.choice(_KINDS, p=_KIND_P))
     beats = 0.0 if kind in ("none", "cut") else float(rng.choice(_BLEND_BEATS, p=_BLEND_P))
     length = beats * beat
-    # Most of the blend inside the clip (a blend longer than the clip covers all of it).
-    start = float(rng.uniform(0.3, max(0.6, clip_s - 0.7 * min(length, clip_s) - 0.3)))
+    # Blends may start before the clip: a clip is any stretch of a set, and most of them should
+    # hear the two tracks together (that is where mixing is judged). Cuts land inside the clip.
+    if kind in ("none", "cut"):
+        start = float(rng.uniform(1.0, clip_s - 1.0))
+    else:
+        start = float(rng.uniform(-0.5 * length, max(0.5, clip_s - 0.5 * min(length, clip_s))))
+    # Mostly clean or clearly off: a judge hears a 2 % drift or a 40 ms flam; 0.5 % and 8 ms are
+    # below what anyone (or a 23 ms frame) can tell apart, and would only blur the labels.
     r = rng.random()
-    tempo_error = 0.0 if r < 0.55 else float(rng.uniform(0.002, 0.02) if r < 0.8 else rng.uniform(0.02, 0.07))
+    tempo_error = 0.0 if r < 0.55 else float(rng.uniform(0.004, 0.015) if r < 0.7 else rng.uniform(0.015, 0.07))
     tempo_error *= float(rng.choice([-1, 1]))
     r = rng.random()
-    phase = float(rng.uniform(-0.015, 0.015) if r < 0.5 else rng.uniform(0.015, 0.12) * rng.choice([-1, 1]) if r < 0.75 else rng.uniform(-0.5, 0.5))
+    tight = 0.010 / beat  # 10 ms in beats
+    phase = float(rng.uniform(-tight, tight) if r < 0.5 else rng.uniform(0.035 / beat, 0.5) * rng.choice([-1, 1]))
     key_a = Key(int(rng.integers(12)), bool(rng.random() < 0.6))
     key_b = _key_near(key_a, rng)
-    gain_error = float(rng.uniform(-1, 1) if rng.random() < 0.5 else rng.uniform(1, 10) * rng.choice([-1, 1]))
-    intensity_a, intensity_b = (float(x) for x in rng.uniform(0.1, 1.0, 2))
+    gain_error = float(rng.uniform(-1, 1) if rng.random() < 0.55 else rng.uniform(3, 10) * rng.choice([-1, 1]))
+    # Club tracks with their drums in: a mix is judged where both grooves play (intros are rarer).
+    intensity_a, intensity_b = (float(x) for x in rng.uniform(0.35, 1.0, 2))
     build = None
     if rng.random() < 0.15 and start > 3:
         b_len = float(rng.uniform(2, min(8, start - 1)))
@@ -198,7 +203,7 @@ LABEL_KEYS: tuple[str, ...] = tuple(sorted(curves(MixParams(duration_s=1.0, bpm=
 """The order of the `curves` rows: "creative.*", "judge.*", "technical.*" sorted by name."""
 
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 6
 """Bump when the generator or the label model changes what a seed produces."""
 
 

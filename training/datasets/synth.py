@@ -324,7 +324,7 @@ def master(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         t = np.arange(n) / SR
         out += 10 ** (rng.uniform(-55, -40) / 20) * np.sin(2 * np.pi * rng.choice([50, 60]) * t)
     if rng.random() < 0.3:  # crowd: band-passed noise swelling slowly
-        crowd = _noise_hit(rng, 1e9, (300, 3000), n / SR)
+        crowd = _noise_hit(rng, 1e9, (300, 3000), (n + 0.5) / SR)[:n]  # exactly n samples whatever the rounding
         swell = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * np.arange(n) / SR + rng.uniform(0, 6))
         out += crowd / (np.std(crowd) + 1e-12) * swell * 10 ** (rng.uniform(-40, -24) / 20)
     tilt = rng.uniform(-6, 6)

@@ -1,17 +1,16 @@
 """What the judge, technical and creative trainers share: the DJ-set clip dataset, its splits,
 random crops with exact labels, and held-out regression tables.
 
-Crops: a window's label is the mean of the label model's per-frame curves, so any span of a clip
-has an exact label too. Training on spans of 256-1024 frames costs a fraction of full windows and
-teaches the models the same thing (local quality, averaged); evaluation always uses full windows,
-as the gateway serves them.
+Spans: a window's label is the mean of the label model's per-frame curves, so any span of a clip
+has an exact label too, and a 12 s clip is scored like the same 12 s inside a gateway window.
+Held-out R^2 is measured on clips of a separate draw; the contrast pairs are whole gateway windows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from djserve.specs.features import MIXING_HOP_FRAMES
 from djserve.specs.genres import weights_for
 from training import metrics
 from training.base import Dataset, MetricRow, Progress
-from training.datasets import djsets, store
+from training.datasets import contrasts, djsets, store
 
 @dataclass
 class Clips:
@@ -57,16 +56,17 @@ DATA_SEED = 0
 """The data is part of the profile, not of a run: every version is scored on the same held-out set."""
 
 
-def dataset(clips: int, windows: int, progress: Progress, path: Path | None = None) -> Dataset:
-    """Training clips (TRAIN_FRAMES long, split into train and val) and held-out whole windows
-    (a separate draw, WINDOW_FRAMES long, as the gateway scores them); built once and cached under
+def dataset(clips: int, heldout: int, progress: Progress, path: Path | None = None, pairs: int = 12) -> Dataset:
+    """Training clips (split into train and val), held-out clips (a separate draw) and contrast
+    pairs (whole gateway windows, scored as the gateway scores them); built once and cached under
     the state dir. `path`: a stored clip dataset to train on instead."""
     root = settings().state_dir / "datasets"
     if path is not None:
         stored = store.load(path, "djsets")
     else:
         stored = djsets.load_or_build(root, clips, DATA_SEED, djsets.TRAIN_FRAMES, progress)
-    held = djsets.load_or_build(root, windows, DATA_SEED + 1, djsets.WINDOW_CLIP_FRAMES, progress)
+    held = djsets.load_or_build(root, heldout, DATA_SEED + 1, djsets.TRAIN_FRAMES, progress)
+    pair_set = contrasts.load_or_build(root, pairs, DATA_SEED + 2, progress)
     n = len(stored.rows)
     order = np.random.default_rng([DATA_SEED, 1]).permutation(n)
     n_val = max(1, int(round(0.1 * n)))
@@ -74,16 +74,18 @@ def dataset(clips: int, windows: int, progress: Progress, path: Path | None = No
         "train": Clips(stored.arrays, stored.rows, np.sort(order[n_val:])),
         "val": Clips(stored.arrays, stored.rows, np.sort(order[:n_val])),
         "heldout": Clips(held.arrays, held.rows, np.arange(len(held.rows))),
+        "contrasts": pair_set,
     }
     return Dataset(
         name="djsets",
-        hash=store.params_hash({"train": stored.content_hash, "heldout": held.content_hash}),
+        hash=store.params_hash({"train": stored.content_hash, "heldout": held.content_hash, "contrasts": pair_set.content_hash}),
         splits=splits,
         description={
             "train_path": str(stored.path), "heldout_path": str(held.path),
-            "train_clips": len(splits["train"]), "val_clips": len(splits["val"]), "heldout_windows": len(splits["heldout"]),
+            "train_clips": len(splits["train"]), "val_clips": len(splits["val"]), "heldout_clips": len(splits["heldout"]),
             "train_frames": int(stored.arrays["audio_features"].shape[-1]),
             "heldout_frames": int(held.arrays["audio_features"].shape[-1]),
+            "contrast_pairs": len(pair_set.rows),
         },
     )
 
@@ -92,16 +94,25 @@ def crop_lengths(rng: np.random.Generator, choices: Sequence[int]) -> int:
     return int(rng.choice(choices))
 
 
+class Batch(NamedTuple):
+    audio: np.ndarray  # [B,1,128,L] float32
+    mixing: np.ndarray  # [B,L/8,32]
+    tokens: np.ndarray  # [B,K] int64
+    labels: np.ndarray  # [B,H]
+    starts: np.ndarray  # [B] first frame of each span
+
+
 def batch(
     clips: Clips, rows: np.ndarray, length: int | None, rng: np.random.Generator, prefix: str, names: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(audio [B,1,128,L], mixing [B,L/8,32], tokens [B,K], labels [B,H]) of one span per clip:
-    a random span of `length` frames (a multiple of the mixing hop), or whole windows (None)."""
+) -> Batch:
+    """One span per clip: a random span of `length` frames (a multiple of the mixing hop, labels
+    the means of the label curves over it), or whole clips (None)."""
     idx = clips.index[rows]
     audio = clips.arrays["audio_features"]
     frames = audio.shape[-1]
     cols = [djsets.LABEL_KEYS.index(f"{prefix}.{n}") for n in names]
     if length is None or length >= frames:
+        starts = np.zeros(len(idx), np.int64)
         a = audio[idx].astype(np.float32)
         m = clips.arrays["mixing_features"][idx]
         y = clips.arrays["labels"][idx][:, cols]
@@ -114,7 +125,7 @@ def batch(
         y = np.stack([curves[i, cols, s : s + length].astype(np.float32).mean(axis=1) for i, s in zip(idx, starts)])
     width = int(clips.arrays["token_lengths"][idx].max())
     tokens = clips.arrays["tokens"][idx, :width]
-    return a, m.astype(np.float32), tokens, y.astype(np.float32)
+    return Batch(a, m.astype(np.float32), tokens, y.astype(np.float32), starts)
 
 
 def regression_rows(
@@ -142,4 +153,26 @@ def regression_rows(
     add("overall", overall_truth, overall_pred, overall_const)
     for j, name in enumerate(names):
         add(name, truth[:, j], pred[:, j], float(train_mean[j]))
+    return rows
+
+
+def contrast_rows(predict, pairs: store.StoredDataset, prefix: str, heads: Sequence[str]) -> list[MetricRow]:
+    """Per factor that moves one of these heads: the share of pairs whose good mix scores higher.
+
+    `predict(audio [B,1,128,T], mixing [B,S,32]) -> [B,H]` runs the whole model on whole windows."""
+    a = pairs.arrays
+    good = predict(a["good_audio_features"].astype(np.float32), a["good_mixing_features"])
+    bad = predict(a["bad_audio_features"].astype(np.float32), a["bad_mixing_features"])
+    factors = np.array([r["factor"] for r in pairs.rows])
+    rows = []
+    for factor, moved in contrasts.FACTORS.items():
+        for key in moved:
+            output, head = key.split(".")
+            if output != prefix or head not in heads:
+                continue
+            j = list(heads).index(head)
+            sel = factors == factor
+            truth = np.array([r["good"][key] > r["bad"][key] for r in pairs.rows])[sel]
+            ranked = float(np.mean((good[sel, j] > bad[sel, j]) == truth))
+            rows.append(MetricRow(f"pairs.{factor}", f"{head}.ranked", ranked, {"chance": 0.5}))
     return rows

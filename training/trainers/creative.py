@@ -1,8 +1,10 @@
 """CreativeAnalysisModel in Keras with the design documents' recipe (S1:495-505): RMSprop, equal
 loss weights over the four heads, EarlyStopping, ReduceLROnPlateau, ModelCheckpoint.
 
-Its inputs are cheap (the mixing features and the set's track-list tokens), so it trains on
-whole windows, as the gateway serves them.
+Its inputs are cheap (the mixing features and the set's track-list tokens), so the whole network
+trains, on random spans of the training clips (exact labels), and is evaluated on held-out windows.
+Only the tracks' genre words are fed as tokens in training: the generated titles and artists are
+random words, which the 10,000-row embedding would otherwise memorise clip by clip.
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ import numpy as np
 from djserve.specs import creative as spec_module
 from training.base import Dataset, EpochLog, Evaluation, Progress
 from training.trainers import clips
-from training.trainers.keras_fit import KerasConfig, configure_tensorflow, fit_keras, predict_windows
+from training.trainers.keras_fit import KerasConfig, configure_tensorflow, fit_keras, predict_windows, save_model, spans
 
 FAMILY = "creative"
 FRAMEWORK = "keras"
 HEADS = spec_module.SPEC.output("creative_scores").labels
 
 PROFILES = {
-    "reference": KerasConfig(clips=2400, windows=150, epochs=40, loss_weights=(0.25,) * 4, loss="mse", optimizer="rmsprop", patience=6),
-    "quick": KerasConfig(clips=200, windows=40, epochs=4, loss_weights=(0.25,) * 4, loss="mse", optimizer="rmsprop"),
+    # Whole 12 s clips: GlobalMaxPooling reads spans and windows of other lengths differently.
+    "reference": KerasConfig(clips=2400, heldout=240, epochs=30, loss_weights=(0.25,) * 4, loss="mse", optimizer="rmsprop",
+                             patience=5),
+    "quick": KerasConfig(clips=200, heldout=60, epochs=8, loss_weights=(0.25,) * 4, loss="mse", optimizer="rmsprop"),
 }
 
 
@@ -32,18 +36,37 @@ def _inputs(audio, mixing, tokens):
 
 def dataset(profile: str, seed: int, progress: Progress, path: Path | None = None) -> Dataset:
     config = PROFILES[profile]
-    return clips.dataset(config.clips, config.windows, progress, path)
+    return clips.dataset(config.clips, config.heldout, progress, path, pairs=12 if profile == "reference" else 4)
+
+
+def genre_tokens(data: clips.Clips) -> np.ndarray:
+    """[N, K] token ids of the genre words of each clip's track list (0-padded; [0] for none)."""
+    from djserve.audio_features import metadata_tokens
+
+    ids = [metadata_tokens([{"genre": t["genre"]} for t in data.rows[i]["tracks"]]) for i in data.index]
+    out = np.zeros((len(ids), max(len(t) for t in ids)), np.int64)
+    for i, t in enumerate(ids):
+        out[i, : len(t)] = t
+    return out
 
 
 def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: EpochLog, progress: Progress, shuffle_labels: bool = False) -> Path:
     configure_tensorflow(seed, config.threads)
     from exporters.architectures.creative import build_model
 
-    train = data.splits["train"]
+    rng = np.random.default_rng(seed)
+    train, val = data.splits["train"], data.splits["val"]
     if shuffle_labels:
-        train = clips.shuffled(train, np.random.default_rng(seed))
-    return fit_keras(build_model(seed), _inputs, train, data.splits["val"], "creative", HEADS, config, seed,
-                     out_dir / f"{FAMILY}.keras", log, progress)
+        train = clips.shuffled(train, rng)
+
+    b = spans(train, config.spans_per_clip, config.span, rng, "creative", HEADS)
+    rows = np.tile(np.arange(len(train)), config.spans_per_clip if config.span else 1)
+    tokens = genre_tokens(train)
+    vb = clips.batch(val, np.arange(len(val)), None, rng, "creative", HEADS)
+    model = build_model(seed)
+    fit_keras(model, ((b.mixing, tokens[rows]), b.labels), ((vb.mixing, genre_tokens(val)), vb.labels),
+              config, seed, out_dir / f"{FAMILY}.keras", log, progress)
+    return save_model(model, out_dir / f"{FAMILY}.keras")
 
 
 def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
@@ -55,4 +78,8 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
     pred = predict_windows(model, _inputs, held, "creative", HEADS)
     truth = held.labels("creative", HEADS)
     rows = clips.regression_rows(truth, pred, HEADS, data.splits["train"].labels("creative", HEADS).mean(0))
+    rows += clips.contrast_rows(
+        lambda audio, mixing: np.asarray(model.predict((mixing, np.zeros((len(mixing), 1), np.int64)), batch_size=16, verbose=0)),
+        data.splits["contrasts"], "creative", HEADS,
+    )
     return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()})

@@ -34,6 +34,7 @@ from training.datasets.interactions import GENERATOR_VERSION, Split, World, Worl
 from training.metrics import hit_rate_at_k, ndcg_at_k
 
 FAMILY = "recommender"
+FRAMEWORK = "pytorch"
 K = 10
 CHECKPOINT = "recommender.pt"
 RANDOM_SHUFFLES = 5

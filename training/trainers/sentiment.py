@@ -42,6 +42,7 @@ from training.datasets import chat
 from training.errors import DatasetError
 
 FAMILY = "sentiment"
+FRAMEWORK = "transformers"
 CHECKPOINT_DIR = "hf"
 
 
