@@ -155,7 +155,7 @@ async def _score_group(backend, routes, group, tokens, totals: _Totals) -> None:
     token_batch = np.repeat(tokens[None, :], len(group), axis=0)
     judged, tech, creat = await asyncio.gather(
         backend.infer("judge", {"audio_features": audio_features, "mixing_features": mixing}, routes["judge"]),
-        backend.infer("technical", {"audio_features": audio_features}, routes["technical"]),
+        backend.infer("technical", {"audio_features": audio_features, "mixing_features": mixing}, routes["technical"]),
         backend.infer("creative", {"mixing_features": mixing, "metadata_tokens": token_batch}, routes["creative"]),
     )
     frames = np.array([w.audio_features.shape[-1] for w in group], dtype=np.float64)

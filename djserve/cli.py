@@ -15,6 +15,28 @@ from djserve.settings import settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True, soft_wrap=True)
 
+class _LogStatus:
+    """`console.status` for a log file or CI: a spinner redraws nothing there, so print the step at
+    most every `every_s` seconds (a 20-minute training run is not silent)."""
+
+    def __init__(self, text: str, every_s: float = 15.0) -> None:
+        self.every_s, self.last = every_s, 0.0
+        self.update(text)
+
+    def update(self, text: str) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.last = time.monotonic()
+            console.print(text, markup=False, highlight=False)
+
+
+def _status(text: str):
+    if console.is_terminal:
+        return console.status(text)
+    from contextlib import nullcontext
+
+    return nullcontext(_LogStatus(text))
+
+
 RepositoryOpt = Annotated[
     Optional[Path], typer.Option("--repository", "-r", help="Triton model repository (default: DJSERVE_REPOSITORY or ./model_repository)")
 ]
@@ -50,7 +72,7 @@ def export(
             console.print(f"[green]every model already has a version in {repo_path}")
             return
     for i, name in enumerate(names, 1):
-        with console.status(f"[{i}/{len(names)}] {name}: starting") as status:
+        with _status(f"[{i}/{len(names)}] {name}: starting") as status:
             try:
                 result = export_isolated(
                     name,
@@ -104,7 +126,7 @@ def train(
     state = settings().state_dir
     for i, name in enumerate(names, 1):
         started = time.monotonic()
-        with console.status(f"[{i}/{len(names)}] {name}: starting") as status:
+        with _status(f"[{i}/{len(names)}] {name}: starting") as status:
             def show(step: str, name=name, i=i) -> None:
                 status.update(f"[{i}/{len(names)}] {name} ({time.monotonic() - started:.0f} s): {step}")
 
@@ -149,7 +171,7 @@ def evaluate(
 
     if version is not None and checkpoint is not None:
         _fail("give --version or --checkpoint, not both")
-    with console.status(f"{model}: evaluating") as status:
+    with _status(f"{model}: evaluating") as status:
         try:
             out = evaluate_isolated(model, settings().state_dir, lambda step: status.update(f"{model}: {step}"),
                                     profile=profile, version=version, checkpoint=checkpoint, dataset=dataset)

@@ -48,7 +48,11 @@ SPEC = ModelSpec(
             {"audio_features": "audio_features", "mixing_features": "mixing_features"},
             {"component_scores": "component_scores"},
         ),
-        EnsembleStep("technical", {"audio_features": "audio_features"}, {"technical_scores": "technical_scores"}),
+        EnsembleStep(
+            "technical",
+            {"audio_features": "audio_features", "mixing_features": "mixing_features"},
+            {"technical_scores": "technical_scores"},
+        ),
         EnsembleStep(
             "creative",
             {"mixing_features": "mixing_features", "metadata_tokens": "metadata_tokens"},

@@ -6,7 +6,10 @@ Decisions:
   models one tensor.
 - Track metadata arrives as token ids [B,L] (vocab 10,000, id 0 = padding/unknown); the gateway
   hashes metadata words into that vocabulary. L >= 1.
-- Conv1D uses padding="same" (the seed's valid padding needs S >= 5); no other change.
+- Conv1D uses padding="same" (the seed's valid padding needs S >= 5).
+- The mixing features are standardised first (fixed statistics of the training data, in the
+  model), and pooled by a mean over time, not the seed's max: a max grows with the window's length,
+  so a model trained on 12 s clips scored served 24 s windows with a bias (held-out R^2 -0.43).
 - Four heads concatenated into `creative_scores` [B,4].
 """
 

@@ -59,11 +59,12 @@ def test_model_answers_with_spec_shapes_and_dtypes(client, name):
 
 
 def test_battle_judge_equals_its_members_run_one_by_one(client):
+    members = (EXPORTED["judge"], EXPORTED["technical"], EXPORTED["creative"])
     feeds = example_inputs(battle_judge.SPEC, batch=2, seed=7)  # genres: house, polka (unknown)
     ens = client.infer("battle_judge", feeds)
-    judge = client.infer("judge", {k: feeds[k] for k in ("audio_features", "mixing_features")})
-    technical = client.infer("technical", {"audio_features": feeds["audio_features"]})
-    creative = client.infer("creative", {k: feeds[k] for k in ("mixing_features", "metadata_tokens")})
+    judge, technical, creative = (
+        client.infer(spec.name, {t.name: feeds[t.name] for t in spec.inputs}) for spec in members
+    )
 
     np.testing.assert_allclose(ens["component_scores"], judge["component_scores"], atol=1e-6)
     np.testing.assert_allclose(ens["technical_scores"], technical["technical_scores"], atol=1e-6)

@@ -5,8 +5,9 @@ binary cross-entropy (S1:148-163), EarlyStopping, ReduceLROnPlateau, ModelCheckp
 As for the judge, the CPU budget shapes how: the conv stack (64/128/256 filters over the full
 128-bin mel) keeps its seeded initialisation with BatchNorm statistics fitted to the training audio,
 its [T/4, 256] sequences are computed once per clip, and the sequence layers (LSTM, attention,
-LSTM, heads) are trained on random spans of them, with the spans' exact labels. Evaluation runs
-the whole model on held-out windows, as the gateway does.
+LSTM, heads) and the mixing-feature branch are trained on them with the clips' exact labels; the
+mixing features are standardised with the training clips' statistics, baked into the model.
+Evaluation runs the whole model on held-out windows, as the gateway does.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ POOL = 4
 PROFILES = {
     # The conv stack over the full mel costs ~0.1 s a clip even frozen, and Keras runs the LSTM step
     # by step on a CPU: 1,000 whole clips (128 steps each) in batches of 64 keep this in budget.
-    "reference": KerasConfig(clips=2400, heldout=240, epochs=12, loss_weights=_WEIGHTS, max_train_clips=1000,
+    "reference": KerasConfig(clips=2400, heldout=240, epochs=10, loss_weights=_WEIGHTS, max_train_clips=1000,
                              batch_size=64, learning_rate=2e-3, patience=4, lr_patience=2),
     "quick": KerasConfig(clips=200, heldout=60, epochs=6, loss_weights=_WEIGHTS, batch_size=64, learning_rate=2e-3,
                          bn_calibration_clips=16),
@@ -39,7 +40,7 @@ PROFILES = {
 
 
 def _inputs(audio, mixing, tokens):
-    return (audio,)
+    return (audio, mixing)
 
 
 def dataset(profile: str, seed: int, progress: Progress, path: Path | None = None) -> Dataset:
@@ -79,7 +80,7 @@ def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: Epoch
         train = clips.Clips(train.arrays, train.rows, train.index[: config.max_train_clips])
     if shuffle_labels:
         train = clips.shuffled(train, rng)
-    model = build_model(seed)
+    model = build_model(seed, *clips.mixing_moments(train))
     conv = conv_part(model)
     calib = train.arrays["audio_features"][train.index[: config.bn_calibration_clips]].astype(np.float32)
     _calibrate_batchnorm(conv, calib)
@@ -93,7 +94,8 @@ def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: Epoch
     span = b.audio.shape[-1] // POOL
     seq = np.stack([train_seq[r, s // POOL : s // POOL + span] for r, s in zip(rows, b.starts)]).astype(np.float32)
     head = head_part(model)
-    fit_keras(head, ((seq,), b.labels), ((val_seq.astype(np.float32),), val.labels("technical", HEADS)),
+    val_mixing = val.arrays["mixing_features"][val.index].astype(np.float32)
+    fit_keras(head, ((seq, b.mixing), b.labels), ((val_seq.astype(np.float32), val_mixing), val.labels("technical", HEADS)),
               config, seed, out_dir / f"{FAMILY}.keras", log, progress)
     return save_model(model, out_dir / f"{FAMILY}.keras")
 
@@ -109,7 +111,7 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
     truth = held.labels("technical", HEADS)
     rows = clips.regression_rows(truth, pred, HEADS, data.splits["train"].labels("technical", HEADS).mean(0))
     rows += clips.contrast_rows(
-        lambda audio, mixing: np.asarray(model.predict((audio,), batch_size=16, verbose=0)),
+        lambda audio, mixing: np.asarray(model.predict((audio, mixing), batch_size=16, verbose=0)),
         data.splits["contrasts"], "technical", HEADS,
     )
     return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()})
