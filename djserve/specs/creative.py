@@ -10,7 +10,10 @@ Decisions:
 - The mixing features are standardised first (fixed statistics of the training data, in the
   model), and pooled by a mean over time, not the seed's max: a max grows with the window's length,
   so a model trained on 12 s clips scored served 24 s windows with a bias (held-out R^2 -0.43).
-- Four heads concatenated into `creative_scores` [B,4].
+- Four heads concatenated, then a per-head affine calibration fitted on validation clips (slope
+  in [0,1] towards the training mean) and a clip to [0,1]: heads the data barely determines
+  (genre mixing, track selection) are shrunk towards their mean instead of scoring worse than a
+  constant. Identity in an untrained model. Output `creative_scores` [B,4].
 """
 
 from djserve.specs.base import Batching, ModelSpec, TensorSpec

@@ -19,9 +19,10 @@ _TOKENS = SPEC.input("metadata_tokens")  # [B, tokens]
 _HEADS = SPEC.outputs[0].labels  # track_selection, energy_flow, genre_mixing, originality
 
 
-def build_model(seed: int = 0, mixing_mean=None, mixing_variance=None) -> keras.Model:
-    """`mixing_mean` / `mixing_variance`: the standardisation of the mixing features (training sets
-    them from its data; they are saved in the model's config). Default: identity."""
+def build_model(seed: int = 0, mixing_mean=None, mixing_variance=None, calibration=None) -> keras.Model:
+    """`mixing_mean` / `mixing_variance`: the standardisation of the mixing features; `calibration`:
+    (scale, offset) per head, applied to the sigmoid scores and clipped to [0,1]. Training sets both
+    from its data; they are saved in the model's config. Default: identity."""
     keras.utils.set_random_seed(seed)
     audio = keras.Input(shape=(None, _AUDIO.dims[1]), dtype="float32", name=_AUDIO.name)
     tokens = keras.Input(shape=(None,), dtype="int64", name=_TOKENS.name)
@@ -43,5 +44,8 @@ def build_model(seed: int = 0, mixing_mean=None, mixing_variance=None) -> keras.
     x = layers.Concatenate(axis=-1, name="fusion_concat")([a, m])
     x = layers.Dense(256, activation="relu", name="fusion")(x)
     heads = [layers.Dense(1, activation="sigmoid", name=label)(x) for label in _HEADS]
-    out = layers.Concatenate(axis=-1, name=SPEC.outputs[0].name)(heads)
+    out = layers.Concatenate(axis=-1, name="raw_scores")(heads)
+    scale, offset = calibration or ([1.0] * len(_HEADS), [0.0] * len(_HEADS))
+    out = layers.Rescaling([float(v) for v in scale], [float(v) for v in offset], name="calibration")(out)
+    out = layers.ReLU(max_value=1.0, name=SPEC.outputs[0].name)(out)
     return keras.Model(inputs=[audio, tokens], outputs=out, name=SPEC.name)
