@@ -93,3 +93,16 @@ def test_keras_trainers_learn_deterministically_and_save_an_exportable_model(fam
     evaluation = module.evaluate(first, data, no_progress)
     assert evaluation.headline == "overall.r2" and np.isfinite(evaluation.headline_value)
     assert any(r.subset.startswith("pairs.") for r in evaluation.rows)
+
+
+def test_creative_calibration_shrinks_what_the_data_does_not_determine():
+    from training.trainers.creative import shrinkage
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.2, 0.8, size=(400, 2))
+    pred = np.stack([truth[:, 0], rng.uniform(0, 1, 400)], axis=1)  # head 0 right, head 1 noise
+    scale, offset = shrinkage(pred, truth, truth.mean(0))
+    assert scale[0] == pytest.approx(1.0, abs=1e-6) and offset[0] == pytest.approx(0.0, abs=1e-6)
+    assert scale[1] < 0.15  # noise is pulled to the mean: about the constant predictor's R^2
+    calibrated = np.asarray(scale) * pred + np.asarray(offset)
+    assert np.mean((calibrated[:, 1] - truth[:, 1]) ** 2) < np.mean((pred[:, 1] - truth[:, 1]) ** 2) / 3
