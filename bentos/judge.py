@@ -150,13 +150,14 @@ def _same_length(batch: list[audio.Window]) -> list[list[audio.Window]]:
 
 
 async def _score_group(backend, routes, group, tokens, totals: _Totals) -> None:
-    audio_features = np.stack([w.audio_features for w in group])
-    mixing = np.stack([w.mixing_features for w in group])
-    token_batch = np.repeat(tokens[None, :], len(group), axis=0)
+    arrays = {
+        "audio_features": np.stack([w.audio_features for w in group]),
+        "mixing_features": np.stack([w.mixing_features for w in group]),
+        "metadata_tokens": np.repeat(tokens[None, :], len(group), axis=0),
+    }
+    # each member takes the inputs its spec names
     judged, tech, creat = await asyncio.gather(
-        backend.infer("judge", {"audio_features": audio_features, "mixing_features": mixing}, routes["judge"]),
-        backend.infer("technical", {"audio_features": audio_features, "mixing_features": mixing}, routes["technical"]),
-        backend.infer("creative", {"mixing_features": mixing, "metadata_tokens": token_batch}, routes["creative"]),
+        *(backend.infer(spec.name, spec.feed(arrays), routes[spec.name]) for spec in (judge.SPEC, technical.SPEC, creative.SPEC))
     )
     frames = np.array([w.audio_features.shape[-1] for w in group], dtype=np.float64)
     totals.add("component_scores", judged["component_scores"], frames)

@@ -27,6 +27,11 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
+def mean_r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean over heads (columns) of each head's R^2: the validation figure logged per epoch."""
+    return float(skm.r2_score(y_true, y_pred, multioutput="uniform_average"))
+
+
 def classification(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Accuracy and macro-F1 over `labels` (a label absent from both sides scores 0 in F1's mean)."""
     return {

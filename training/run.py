@@ -175,11 +175,4 @@ def evaluate_isolated(family: str, state_dir: Path, progress: Progress = no_prog
                         errors_module="training.errors", default_error="TrainingError", what=f"{family}: evaluation")
 
 
-def provenance_extra(state_dir: Path, registry_uri: str) -> dict[str, Any]:
-    """What an export of a registered version records in the Triton version's metadata."""
-    registry = Registry(state_dir)
-    rv = registry.resolve(registry_uri)
-    return {"registry": registry_uri, "provenance": registry.provenance(rv)}
-
-
 __all__ = ["TRAINED", "FAMILIES", "TrainResult", "Evaluation", "evaluate", "train", "train_isolated", "trainer"]

@@ -8,7 +8,7 @@ graph's input/output names and dynamic axes from it, `djserve.repository` render
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -116,6 +116,11 @@ class ModelSpec:
 
     def output(self, name: str) -> TensorSpec:
         return _by_name(self.outputs, name, self.name)
+
+    def feed(self, arrays: Mapping[str, Any]) -> dict[str, Any]:
+        """This model's inputs picked by name from arrays offered to several models (the ensemble's
+        members take different subsets of one window's tensors)."""
+        return {t.name: arrays[t.name] for t in self.inputs}
 
     @property
     def input_names(self) -> list[str]:

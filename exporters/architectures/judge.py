@@ -54,6 +54,8 @@ class AIJudgeModel(nn.Module):
 
     #: The convolutions up to (not including) the time/mel pooling: what training caches.
     CONV_LAYERS = 11
+    CONV_STRIDE = 4
+    """Frames per step of `conv_maps` (two 2x2 max-pools)."""
 
     def conv_maps(self, audio_features: torch.Tensor) -> torch.Tensor:
         """[B,128,T/4]: the conv stack's channels averaged over the mel axis (before time pooling)."""

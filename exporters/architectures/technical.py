@@ -20,6 +20,8 @@ _INPUT = SPEC.input("audio_features")  # [B, 1, 128, frames]
 _MIXING = SPEC.input("mixing_features")  # [B, steps, 32]
 _MELS = _INPUT.dims[1]
 _POOLS = 2  # two 2x2 max-pools, as the seed
+SEQUENCE_STRIDE = 2**_POOLS
+"""Frames per step of the conv sequence."""
 _HEADS = SPEC.outputs[0].labels  # bpm_accuracy, beat_alignment, transition_quality, pitch_stability
 
 
@@ -75,10 +77,6 @@ def _mixing_branch(m, model: keras.Model | None = None):
     for name, make in _MIXING_LAYERS:
         m = (model.get_layer(name) if model is not None else make())(m)
     return m
-
-
-#: The layers after the conv stack's sequence: what training fits on cached conv sequences.
-HEAD_LAYERS = ("lstm1", "dropout1", "attention", "lstm2", "dropout2")
 
 
 def conv_part(model: keras.Model) -> keras.Model:

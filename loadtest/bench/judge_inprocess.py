@@ -17,7 +17,6 @@ from djserve.specs import EXPORTED
 from loadtest.bench.limit import session, time_runs
 
 MODELS = ("judge", "technical", "creative")
-SPECS = {name: EXPORTED[name] for name in MODELS}
 
 
 class JudgeParts(BaseModel):
@@ -47,9 +46,8 @@ def judge_parts(clip: bytes, model_files: dict[str, Path], seconds: float) -> Ju
     tokens = audio.metadata_tokens([])[None, :]
 
     def feed(w: audio.Window) -> dict[str, dict[str, np.ndarray]]:
-        """Each model gets the inputs its spec names, as the gateway sends them."""
         arrays = {"audio_features": w.audio_features[None], "mixing_features": w.mixing_features[None], "metadata_tokens": tokens}
-        return {m: {t.name: arrays[t.name] for t in SPECS[m].inputs} for m in MODELS}
+        return {m: EXPORTED[m].feed(arrays) for m in MODELS}
 
     feeds = [feed(w) for w in windows]
 

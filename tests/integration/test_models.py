@@ -63,7 +63,7 @@ def test_battle_judge_equals_its_members_run_one_by_one(client):
     feeds = example_inputs(battle_judge.SPEC, batch=2, seed=7)  # genres: house, polka (unknown)
     ens = client.infer("battle_judge", feeds)
     judge, technical, creative = (
-        client.infer(spec.name, {t.name: feeds[t.name] for t in spec.inputs}) for spec in members
+        client.infer(spec.name, spec.feed(feeds)) for spec in members
     )
 
     np.testing.assert_allclose(ens["component_scores"], judge["component_scores"], atol=1e-6)

@@ -91,14 +91,10 @@ def dataset(clips: int, heldout: int, progress: Progress, path: Path | None = No
 
 
 def mixing_moments(split: Clips) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and variance of a split's mixing features: the standardisation the Keras
-    models bake in (`build_model(seed, mean, variance)`)."""
+    """Per-feature mean and variance of a split's mixing features: the standardisation every clip
+    model bakes in (the judge's buffers, the Keras models' `mixing_norm`)."""
     flat = split.arrays["mixing_features"][split.index].reshape(-1, split.arrays["mixing_features"].shape[-1])
-    return flat.mean(axis=0), flat.var(axis=0) + 1e-6
-
-
-def crop_lengths(rng: np.random.Generator, choices: Sequence[int]) -> int:
-    return int(rng.choice(choices))
+    return flat.mean(axis=0), flat.var(axis=0)
 
 
 class Batch(NamedTuple):

@@ -26,14 +26,13 @@ import torch
 
 from djserve.specs import judge as spec_module
 from exporters.architectures.judge import AIJudgeModel, build_model
+from training import metrics
 from training.base import Dataset, EpochLog, Evaluation, Progress
 from training.trainers import clips
 
 FAMILY = "judge"
 FRAMEWORK = "pytorch"
 HEADS = spec_module.SPEC.output("component_scores").labels
-CONV_POOL = 4
-"""Frames per step of the cached conv maps (two 2x2 max-pools)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,8 @@ def _batch(maps: np.ndarray, data: clips.Clips, rows: np.ndarray, length: int | 
     """(pooled conv channels [B,128], mixing features [B,S,32], labels [B,4]) of spans of the clips."""
     b = clips.batch(data, rows, length, rng, "judge", HEADS)
     frames = b.audio.shape[-1]
-    pooled = np.stack([maps[r, :, s // CONV_POOL : (s + frames) // CONV_POOL].astype(np.float32).mean(axis=1) for r, s in zip(rows, b.starts)])
+    k = AIJudgeModel.CONV_STRIDE
+    pooled = np.stack([maps[r, :, s // k : (s + frames) // k].astype(np.float32).mean(axis=1) for r, s in zip(rows, b.starts)])
     return torch.from_numpy(pooled), torch.from_numpy(b.mixing), torch.from_numpy(b.labels)
 
 
@@ -130,9 +130,9 @@ def fit(
         train = clips.shuffled(train, rng)
     model = build_model(seed).to(memory_format=torch.channels_last)
     calibrate_batchnorm(model, train, config.bn_calibration_clips, progress)
-    mixing = train.arrays["mixing_features"][train.index]
-    model.mixing_mean.copy_(torch.from_numpy(mixing.reshape(-1, mixing.shape[-1]).mean(axis=0)))
-    model.mixing_std.copy_(torch.from_numpy(mixing.reshape(-1, mixing.shape[-1]).std(axis=0) + 1e-3))
+    mean, var = clips.mixing_moments(train)
+    model.mixing_mean.copy_(torch.from_numpy(mean))
+    model.mixing_std.copy_(torch.from_numpy(np.sqrt(var) + 1e-3))
     train_maps, val_maps = conv_maps(model, train, progress, "training clips"), conv_maps(model, val, progress, "validation clips")
 
     trainable = [p for name, p in model.named_parameters() if not name.startswith("audio_encoder.") or name.startswith(f"audio_encoder.{AIJudgeModel.CONV_LAYERS + 2}.")]
@@ -151,7 +151,7 @@ def fit(
         total = 0.0
         for b in range(steps):
             rows = order[b * config.batch_size : (b + 1) * config.batch_size]
-            pooled, m, y = _batch(train_maps, train, rows, clips.crop_lengths(rng, config.crops), rng)
+            pooled, m, y = _batch(train_maps, train, rows, int(rng.choice(config.crops)), rng)
             opt.zero_grad()
             loss = loss_fn(model.head(pooled, m), y)
             loss.backward()
@@ -164,7 +164,7 @@ def fit(
         log(epoch, {
             "train_loss": total / len(train),
             "val_loss": val_loss,
-            "val_r2": float(np.mean([clips.metrics.regression(val_y[:, j], val_pred[:, j])["r2"] for j in range(len(HEADS))])),
+            "val_r2": metrics.mean_r2(val_y, val_pred),
             "learning_rate": opt.param_groups[0]["lr"],
         })
         progress(f"epoch {epoch}/{config.epochs}: val loss {val_loss:.4f}")

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from training import metrics
 from training.base import EpochLog, Progress
 from training.trainers import clips
 
@@ -94,7 +95,7 @@ def fit_keras(
                 "train_loss": float(logs["loss"]),
                 "val_loss": float(logs["val_loss"]),
                 "val_mae": float(logs["val_mae"]),
-                "val_r2": float(np.mean([clips.metrics.regression(val_y[:, j], pred[:, j])["r2"] for j in range(val_y.shape[1])])),
+                "val_r2": metrics.mean_r2(val_y, pred),
                 "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             })
             progress(f"epoch {epoch + 1}/{config.epochs}: val loss {logs['val_loss']:.4f}")

@@ -26,8 +26,6 @@ FAMILY = "technical"
 FRAMEWORK = "keras"
 HEADS = spec_module.SPEC.output("technical_scores").labels
 _WEIGHTS = tuple(TECHNICAL_WEIGHTS[h] for h in HEADS)
-POOL = 4
-"""Frames per step of the conv sequence (two 2x2 max-pools)."""
 
 PROFILES = {
     # The conv stack over the full mel costs ~0.1 s a clip even frozen, and Keras runs the LSTM step
@@ -72,7 +70,7 @@ def _sequences(conv, data: clips.Clips, progress: Progress, label: str) -> np.nd
 
 def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: EpochLog, progress: Progress, shuffle_labels: bool = False) -> Path:
     configure_tensorflow(seed, config.threads)
-    from exporters.architectures.technical import build_model, conv_part, head_part
+    from exporters.architectures.technical import SEQUENCE_STRIDE, build_model, conv_part, head_part
 
     rng = np.random.default_rng(seed)
     train, val = data.splits["train"], data.splits["val"]
@@ -91,8 +89,8 @@ def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: Epoch
 
     b = spans(train, config.spans_per_clip, config.span, rng, "technical", HEADS)
     rows = np.tile(np.arange(len(train)), config.spans_per_clip if config.span else 1)
-    span = b.audio.shape[-1] // POOL
-    seq = np.stack([train_seq[r, s // POOL : s // POOL + span] for r, s in zip(rows, b.starts)]).astype(np.float32)
+    span = b.audio.shape[-1] // SEQUENCE_STRIDE
+    seq = np.stack([train_seq[r, s // SEQUENCE_STRIDE : s // SEQUENCE_STRIDE + span] for r, s in zip(rows, b.starts)]).astype(np.float32)
     head = head_part(model)
     val_mixing = val.arrays["mixing_features"][val.index].astype(np.float32)
     fit_keras(head, ((seq, b.mixing), b.labels), ((val_seq.astype(np.float32), val_mixing), val.labels("technical", HEADS)),
