@@ -45,7 +45,7 @@ LEAD_SAMPLES = CONTEXT_FRAMES * HOP_LENGTH + N_FFT // 2
 class SegmentFeatures(NamedTuple):
     audio_features: np.ndarray  # float32 [1,128,T]: judge / technical
     beat_mel: np.ndarray  # float32 [T,84]: beat_tracker
-    mixing_features: np.ndarray  # float32 [ceil(T/8),32]: judge / creative
+    mixing_features: np.ndarray  # float32 [ceil(T/8),32]: judge / technical / creative
     onset_envelope: np.ndarray  # float32 [T], raw onset strength (tempo)
 
 

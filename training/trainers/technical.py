@@ -30,7 +30,7 @@ _WEIGHTS = tuple(TECHNICAL_WEIGHTS[h] for h in HEADS)
 PROFILES = {
     # The conv stack over the full mel costs ~0.1 s a clip even frozen, and Keras runs the LSTM step
     # by step on a CPU: 1,000 whole clips (128 steps each) in batches of 64 keep this in budget.
-    "reference": KerasConfig(clips=2400, heldout=240, epochs=10, loss_weights=_WEIGHTS, max_train_clips=1000,
+    "reference": KerasConfig(clips=2400, heldout=240, epochs=12, loss_weights=_WEIGHTS, max_train_clips=1000,
                              batch_size=64, learning_rate=2e-3, patience=4, lr_patience=2),
     "quick": KerasConfig(clips=200, heldout=60, epochs=6, loss_weights=_WEIGHTS, batch_size=64, learning_rate=2e-3,
                          bn_calibration_clips=16),
