@@ -3,21 +3,26 @@
 Triton down, slow past the timeout, or a routed version not loaded -> TritonUnavailable (503 with
 Retry-After); a pinned version that does not exist -> 404. The gRPC channel reconnects with a short
 backoff so the gateway recovers by itself within about a second of Triton coming back.
+
+A route with a shadow version is mirrored to it (bentos.shadow) once the stable version has answered;
+drills can inject delays and failures into one version (GatewaySettings.fault_injection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from typing import Mapping
+from typing import Callable, Mapping, Union
 
 import numpy as np
 
 from bentos.errors import GatewayError, TritonUnavailable
 from bentos.monitoring import PredictionMonitor, summarize
-from bentos.routing import FAMILIES, PolicyStore, Route, newest_versions, route
-from bentos.settings import GatewaySettings
+from bentos.settings import FaultSpec, GatewaySettings
+from bentos.shadow import ShadowMirror
+from djserve.traffic import FAMILIES, PolicyStore, Route, newest_versions, route
 from clients.triton import AsyncTritonModelClient
 
 log = logging.getLogger(__name__)
@@ -36,30 +41,71 @@ CHANNEL_ARGS = [
 READINESS_TTL_S = 1.0
 
 
+Inputs = Mapping[str, np.ndarray]
+
+
 class ModelBackend:
-    def __init__(self, settings: GatewaySettings):
+    def __init__(self, settings: GatewaySettings, client=None):
         self.settings = settings
-        self.client = AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
+        self.client = client or AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
+        """The Triton client (`infer`, `is_ready`, `close`); tests pass a fake."""
         self.policies = PolicyStore(settings.policy_file, default=lambda: newest_versions(settings.repository))
         self.monitor = PredictionMonitor(settings.drift_baseline_dir)
         """Live windows per family and version: canary gates and drift read them."""
+        self.shadow = ShadowMirror(self._infer_shadow, self.monitor, settings.shadow_queue_size, settings.shadow_concurrency)
+        self.faults: dict[str, FaultSpec] = dict(settings.fault_injection)
+        self.random = random.Random()
+        """Draws the injected faults (tests seed it)."""
         self._ready_cache: tuple[float, dict[str, bool], bool] | None = None
+        if self.faults:
+            log.warning(
+                "FAULT INJECTION is on (a drill; DJSERVE_GATEWAY_FAULT_INJECTION): %s",
+                "; ".join(f"{f} v{s.version}: error_rate {s.error_rate:g}, delay {s.delay_s:g} s" for f, s in self.faults.items()),
+            )
+            unknown = sorted(set(self.faults) - set(FAMILIES))
+            if unknown:
+                log.warning("fault injection names unknown model families %s (known: %s)", unknown, ", ".join(FAMILIES))
 
     def route(self, family: str, key: str, pinned: int | None = None) -> Route:
         return route(self.policies.current(), family, key, pinned)
 
-    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], r: Route) -> dict[str, np.ndarray]:
+    async def infer(
+        self, model: str, inputs: Inputs, r: Route, shadow_inputs: Union[Inputs, Callable[[], Inputs], None] = None
+    ) -> dict[str, np.ndarray]:
+        """One Triton call for a routed request, observed by the monitor; mirrored to `r.shadow`, if
+        any, after it answered (`shadow_inputs`: the shadow's own inputs, or a function making them,
+        when they differ from the stable version's, e.g. another tokenizer)."""
         start = time.perf_counter()
         try:
+            fault = self.faults.get(model)
+            if fault is not None and fault.version == r.version:
+                await self._inject(model, r, fault)
             out = await self._infer(model, inputs, r)
         except GatewayError as exc:
             if exc.status >= 500:  # the version failed; a pinned version that does not exist did not
                 self.monitor.observe(model, r.version, None, time.perf_counter() - start, ok=False)
             raise
-        self.monitor.observe(model, r.version, summarize(model, out), time.perf_counter() - start, ok=True)
+        latency = time.perf_counter() - start
+        value = summarize(model, out)
+        self.monitor.observe(model, r.version, value, latency, ok=True)
+        if r.shadow is not None:
+            self.shadow.submit(model, inputs if shadow_inputs is None else shadow_inputs, r.version, r.shadow, out, value, latency)
         return out
 
-    async def _infer(self, model: str, inputs: Mapping[str, np.ndarray], r: Route) -> dict[str, np.ndarray]:
+    async def _inject(self, model: str, r: Route, fault: FaultSpec) -> None:
+        if fault.delay_s > 0:
+            await asyncio.sleep(fault.delay_s)
+        if fault.error_rate > 0 and self.random.random() < fault.error_rate:
+            raise GatewayError(
+                "injected_fault", f"{model} v{r.version}: fault injected for a drill (DJSERVE_GATEWAY_FAULT_INJECTION)",
+                status=502,
+            )
+
+    async def _infer_shadow(self, model: str, inputs: Inputs, version: int) -> dict[str, np.ndarray]:
+        """A mirrored call: same timeout and error mapping, no monitor observation, no fault injection."""
+        return await self._infer(model, inputs, Route(model, version, canary=False, pinned=False), shadow=True)
+
+    async def _infer(self, model: str, inputs: Inputs, r: Route, shadow: bool = False) -> dict[str, np.ndarray]:
         from tritonclient.utils import InferenceServerException
 
         try:
@@ -70,9 +116,9 @@ class ModelBackend:
             self._ready_cache = None
             raise TritonUnavailable(f"{model} v{r.version} did not answer within {self.settings.triton_timeout_s:g} s") from None
         except InferenceServerException as exc:
-            raise self._map_error(model, r, exc) from None
+            raise self._map_error(model, r, exc, shadow) from None
 
-    def _map_error(self, model: str, r: Route, exc) -> GatewayError:
+    def _map_error(self, model: str, r: Route, exc, shadow: bool = False) -> GatewayError:
         status, message = str(exc.status() or ""), exc.message() or str(exc)
         if "UNAVAILABLE" in status or "DEADLINE_EXCEEDED" in status or "CANCELLED" in status:
             self._ready_cache = None
@@ -84,7 +130,8 @@ class ModelBackend:
                 )
             self._ready_cache = None
             return TritonUnavailable(f"{model} version {r.version} (traffic policy) is not loaded: {message}")
-        log.error("%s v%s failed: %s %s", model, r.version, status, message)
+        if not shadow:  # shadow failures are counted and warned about (rate limited) by the mirror
+            log.error("%s v%s failed: %s %s", model, r.version, status, message)
         return GatewayError("inference_failed", f"{model} v{r.version} failed: {message}", status=502)
 
     async def readiness(self) -> tuple[bool, dict[str, bool]]:
@@ -109,4 +156,5 @@ class ModelBackend:
         return server, families
 
     async def close(self) -> None:
+        await self.shadow.close()
         await self.client.close()

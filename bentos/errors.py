@@ -9,9 +9,14 @@ from __future__ import annotations
 class GatewayError(Exception):
     status = 400
 
-    def __init__(self, code: str, message: str, field: str | None = None, status: int | None = None):
+    def __init__(
+        self, code: str, message: str, field: str | None = None, status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.code, self.message, self.field = code, message, field
+        self.headers = headers
+        """extra response headers (e.g. WWW-Authenticate on a 401)"""
         if status is not None:
             self.status = status
 

@@ -44,3 +44,30 @@ def track(model_type: str, version: int | str | None, genre: str = "none") -> It
         values = {**labels, "version": str(labels["version"]), "status": status}
         latency.labels(**values).observe(time.perf_counter() - start)
         count.labels(**values).inc()
+
+
+@functools.cache
+def shadow_metrics():
+    """(ai_shadow_requests_total{model_type,version,outcome}, ai_shadow_agreement{model_type,version}).
+
+    outcome: ok (the shadow answered), error (it failed), dropped (the mirror queue was full)."""
+    import prometheus_client as prom
+
+    requests = prom.Counter(
+        "ai_shadow_requests_total", "Requests mirrored to a shadow version, by outcome", ("model_type", "version", "outcome")
+    )
+    agreement = prom.Gauge(
+        "ai_shadow_agreement",
+        "Share of recent mirrored requests where the shadow's decision agrees with the stable version's",
+        ("model_type", "version"),
+        multiprocess_mode="livemin",
+    )
+    return requests, agreement
+
+
+@functools.cache
+def prediction_log_errors():
+    """ai_prediction_log_errors_total{log}: records the prediction/feedback log failed to write."""
+    import prometheus_client as prom
+
+    return prom.Counter("ai_prediction_log_errors_total", "Prediction or feedback records that could not be logged", ("log",))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from bentos.routing import TrafficPolicy
+from djserve.traffic import TrafficPolicy
 from djserve.repository import ModelRepository
 from djserve.repository.layout import provenance
 from djserve.schemas import Provenance, ServedModels, ServedVersion

@@ -2,7 +2,8 @@
 
 The tokenizer is the one shipped inside the routed `sentiment` version, so a canary with another
 vocabulary still gets its own. Messages are padded to the same length buckets as the Triton text
-pipeline (sentiment_tokenize), so equal-bucket messages share one request.
+pipeline (sentiment_tokenize), so equal-bucket messages share one request. A request mirrored to a
+shadow version (bentos.shadow) is re-tokenised with the shadow's tokenizer when it differs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tokenizers import Tokenizer
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
 from bentos.metrics import track
-from bentos.routing import Route
+from djserve.traffic import Route
 from djserve.schemas import SentimentBatchResult, SentimentRequest, SentimentResult
 from djserve.specs import sentiment
 
@@ -77,17 +78,54 @@ async def _run_version(backend, route: Route, messages, positions, results) -> N
     groups: dict[int, list[int]] = {}
     for i, ids in enumerate(encodings):
         groups.setdefault(_bucket(len(ids)), []).append(i)
+    repository = backend.settings.repository
+    own_tokens = route.shadow is not None and not same_tokenizer(repository, route.version, route.shadow)
     with track("sentiment", route.version):
         for width, members in groups.items():
             for chunk in (members[k : k + BATCH] for k in range(0, len(members), BATCH)):
-                ids = np.full((len(chunk), width), pad, dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for row, i in enumerate(chunk):
-                    ids[row, : len(encodings[i])] = encodings[i]
-                    mask[row, : len(encodings[i])] = 1
-                out = await backend.infer("sentiment", {"input_ids": ids, "attention_mask": mask}, route)
+                inputs = _pack([encodings[i] for i in chunk], width, pad)
+                shadow_inputs = None
+                if own_tokens:  # made by the mirror's worker, off the caller's path
+                    shadow_inputs = functools.partial(encode_for, repository, route.shadow, [messages[i].text for i in chunk])
+                out = await backend.infer("sentiment", inputs, route, shadow_inputs=shadow_inputs)
                 for row, i in enumerate(chunk):
                     results[positions[i]] = _result(out["logits"][row], messages[i].language, route.version)
+
+
+def _pack(encodings: list[list[int]], width: int, pad: int) -> dict[str, np.ndarray]:
+    ids = np.full((len(encodings), width), pad, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, enc in enumerate(encodings):
+        ids[row, : len(enc)] = enc
+        mask[row, : len(enc)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def encode_for(repository: Path, version: int, texts: list[str]) -> dict[str, np.ndarray]:
+    """The model inputs of `texts` (one row each, in order) with that version's own tokenizer."""
+    tok, pad = load_tokenizer(repository, version)
+    encodings = [e.ids for e in tok.encode_batch(texts)]
+    return _pack(encodings, _bucket(max(len(e) for e in encodings)), pad)
+
+
+_TOKENIZER_DIGESTS: dict[tuple[Path, int], str] = {}
+
+
+def same_tokenizer(repository: Path, a: int, b: int) -> bool:
+    """Versions a and b ship byte-identical tokenizers (False when either is missing)."""
+
+    def digest(version: int) -> str | None:
+        key = (repository, version)
+        if key not in _TOKENIZER_DIGESTS:  # versions never change once exported; misses are not cached
+            path = repository / sentiment.SPEC.name / str(version) / "tokenizer" / "tokenizer.json"
+            try:
+                _TOKENIZER_DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                return None
+        return _TOKENIZER_DIGESTS[key]
+
+    da = digest(a)
+    return da is not None and da == digest(b)
 
 
 def _bucket(length: int) -> int:

@@ -5,36 +5,47 @@ version are) and /metrics; FastAPI gives the design documents' routes and reques
 control of status codes: every refusal is a 4xx with an `ErrorBody`, Triton trouble a 503 with
 Retry-After, and one bad request never disturbs the others.
 
+Every answer carries `X-Request-ID` (bentos.request_id); every answered model request is recorded
+under it (bentos.predictions), and `POST /ai/feedback` grades it later. `/admin/*` needs
+`Authorization: Bearer $DJSERVE_ADMIN_TOKEN` (401 without it; 403 when the gateway has no token).
+
     bentoml serve bentos.service:Gateway            # against DJSERVE_GATEWAY_TRITON_URL
     djserve serve                                   # Triton and this gateway together
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import binascii
+import hmac
 import json
 import logging
 
 import bentoml
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from bentos import audio, judge, live, recommend, sentiment
+from bentos import audio, judge, live, recommend, request_id, sentiment
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
+from bentos.predictions import KindMismatch, LabelMismatch, PredictionStore, UnknownRequest, digest
 from bentos.provenance import served_models
 from bentos.settings import GatewaySettings
 from djserve import __version__
+from djserve import api
 from djserve.catalogue import Catalogue
+from djserve.live_stats import FamilyStats
 from djserve.schemas import (
     BattleRequest,
     BattleResult,
     ErrorBody,
     ErrorDetail,
+    FeedbackAccepted,
+    FeedbackRequest,
     Health,
     JudgeRequest,
     LiveBeats,
@@ -51,9 +62,13 @@ from djserve.schemas import (
 from djserve.repository import ModelRepository
 
 log = logging.getLogger("djserve.gateway")
-PIN_HEADER = "X-Model-Version"
+PIN_HEADER = api.PIN_HEADER
 
 app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__)
+app.add_middleware(request_id.RequestIdMiddleware)
+
+#: Inputs larger than this are digested in a thread (sha256 releases the GIL), not on the event loop.
+DIGEST_INLINE_BYTES = 1 << 20
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None, headers=None) -> JSONResponse:
@@ -68,10 +83,10 @@ def _retry_after_s() -> int:
 
 @app.exception_handler(GatewayError)
 async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
-    headers = None
+    headers = dict(exc.headers or {})
     if exc.status == 503:
-        headers = {"Retry-After": str(_retry_after_s())}
-    return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+        headers["Retry-After"] = str(_retry_after_s())
+    return error_response(exc.status, exc.code, exc.message, exc.field, headers or None)
 
 
 @app.exception_handler(RequestValidationError)
@@ -81,8 +96,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 @app.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s", request.url.path)
-    return error_response(500, "internal_error", f"{type(exc).__name__}: the gateway failed on this request")
+    rid = request_id.current()
+    log.exception("unexpected error on %s (request %s)", request.url.path, rid)
+    # This handler runs outside the request-id middleware (Starlette's last resort): add the id here.
+    headers = {api.REQUEST_ID_HEADER: rid} if rid else None
+    return error_response(500, "internal_error", f"{type(exc).__name__}: the gateway failed on this request", headers=headers)
 
 
 def _pydantic_error(errors) -> JSONResponse:
@@ -132,6 +150,37 @@ def _b64(data: str, field: str) -> bytes:
         raise GatewayError("invalid_base64", f"{field} is not valid base64", field=field) from None
 
 
+async def _digest(*parts: bytes | str) -> str:
+    if sum(len(p) for p in parts) > DIGEST_INLINE_BYTES:
+        return await asyncio.to_thread(digest, *parts)
+    return digest(*parts)
+
+
+def require_admin(request: Request, gateway=Depends(bentoml.get_current_service)) -> None:
+    """Every /admin/* route: `Authorization: Bearer <DJSERVE_ADMIN_TOKEN>`."""
+    token = gateway.settings.admin_token
+    if token is None:
+        raise GatewayError(
+            "admin_disabled",
+            f"the admin API is disabled on this gateway: set {api.ADMIN_TOKEN_ENV} to enable it",
+            status=403,
+        )
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode("utf-8")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
+        raise GatewayError(
+            "unauthorized",
+            f"{request.url.path} needs Authorization: Bearer <token> (the gateway's {api.ADMIN_TOKEN_ENV})",
+            field="Authorization",
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+ADMIN = [Depends(require_admin)]
+"""Dependencies of every /admin/* route."""
+
+
 @bentoml.service(
     name="dj-universe-gateway",
     workers=1,
@@ -142,7 +191,13 @@ def _b64(data: str, field: str) -> bytes:
 @bentoml.asgi_app(app, path="/")
 class Gateway:
     def __init__(self) -> None:
-        self.settings = GatewaySettings()
+        self._configure(GatewaySettings())
+        audio.warm_up()  # librosa's numba JIT: seconds on the first call, so not on a request
+        log.info("gateway ready to serve; Triton at %s", self.settings.triton_url)
+
+    def _configure(self, settings: GatewaySettings, triton_client=None) -> None:
+        """Everything but the warm-up; tests build a gateway with a fake Triton client this way."""
+        self.settings = settings
         self.limits = audio.AudioLimits(
             max_bytes=int(self.settings.max_upload_mb * 2**20),
             max_seconds=self.settings.max_audio_seconds,
@@ -153,10 +208,16 @@ class Gateway:
             max_seconds=self.settings.live_max_chunk_seconds,
             min_seconds=self.settings.live_min_chunk_seconds,
         )
-        self.backend = ModelBackend(self.settings)
+        self.backend = ModelBackend(self.settings, triton_client)
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
-        audio.warm_up()  # librosa's numba JIT: seconds on the first call, so not on a request
-        log.info("gateway ready to serve; Triton at %s", self.settings.triton_url)
+        self.predictions = PredictionStore.from_settings(self.settings)
+        """The prediction log and the request-id index feedback is joined through."""
+        if self.settings.admin_token is None:
+            log.info("the admin API (/admin/*) is disabled: set %s to enable it", api.ADMIN_TOKEN_ENV)
+
+    def _record(self, request: Request, family: str, version: int, inputs_sha256: str, outputs: dict) -> None:
+        """Log one answered model request under its X-Request-ID (never raises)."""
+        self.predictions.record(request_id.current(), family, version, request.url.path, inputs_sha256, outputs)
 
     async def __is_ready__(self) -> bool:
         server, families = await self.backend.readiness()
@@ -190,7 +251,9 @@ class Gateway:
             battle_id, genre, tracks = body.battle_id, body.genre, body.tracks
         genre = judge.check_genre(genre)
         source = judge.open_set(data, self.limits, declared)
-        return await judge.score_set(self.backend, source, battle_id, genre, tracks, _pin(request))
+        sheet = await judge.score_set(self.backend, source, battle_id, genre, tracks, _pin(request))
+        self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
+        return sheet
 
     @app.post("/ai/judge/battle", response_model=BattleResult)
     async def judge_battle(self, request: Request) -> BattleResult:
@@ -204,16 +267,15 @@ class Gateway:
         genre, pin = judge.check_genre(body.genre), _pin(request)
         if body.sets[0].dj_id == body.sets[1].dj_id:
             raise InvalidInput("invalid_request", "the two sets need different djId values", field="sets")
-        sources = [
-            judge.open_set(_b64(s.audio_data.base64, f"sets[{i}].audioData.base64"), self.limits, s.audio_data.format)
-            for i, s in enumerate(body.sets)
-        ]
+        datas = [_b64(s.audio_data.base64, f"sets[{i}].audioData.base64") for i, s in enumerate(body.sets)]
+        sources = [judge.open_set(data, self.limits, s.audio_data.format) for data, s in zip(datas, body.sets)]
         sheets = await asyncio.gather(
             *(judge.score_set(self.backend, src, body.battle_id, genre, s.tracks, pin) for src, s in zip(sources, body.sets))
         )
         a, b = sheets
         margin = abs(a.overall_score - b.overall_score)
         winner = None if margin == 0 else (body.sets[0].dj_id if a.overall_score > b.overall_score else body.sets[1].dj_id)
+        self._record(request, "judge", a.model_versions["judge"], await _digest(*datas), {"winner": winner})
         return BattleResult(
             battle_id=body.battle_id,
             sheets={s.dj_id: sheet for s, sheet in zip(body.sets, sheets)},
@@ -230,7 +292,10 @@ class Gateway:
         self._check_size(request)
         body = _parse(LiveChunkRequest, await _json(request))
         data = _b64(body.audio_data.base64, "audioData.base64")
-        return await live.analyze_chunk(self.backend, data, body.audio_data.format, body.stream_id, self.live_limits, _pin(request))
+        beats = await live.analyze_chunk(self.backend, data, body.audio_data.format, body.stream_id, self.live_limits, _pin(request))
+        self._record(request, "beat_tracker", beats.model_version, await _digest(data),
+                     {"beat_probability": beats.beat_probability, "bpm": beats.bpm})
+        return beats
 
     # --- sentiment -----------------------------------------------------------------------
 
@@ -238,6 +303,7 @@ class Gateway:
     async def sentiment_analyze(self, request: Request) -> SentimentResult:
         body = _parse(SentimentRequest, await _json(request))
         result = await sentiment.analyze(self.backend, [body], self.settings.max_text_chars, _pin(request))
+        self._record_sentiment(request, [body.text], result.results)
         return result.results[0]
 
     @app.post("/ai/sentiment/analyze/batch")
@@ -252,7 +318,13 @@ class Gateway:
                 field="messages",
             )
         result = await sentiment.analyze(self.backend, body.messages, self.settings.max_text_chars, _pin(request))
+        self._record_sentiment(request, [m.text for m in body.messages], result.results)
         return result.model_dump(by_alias=True)
+
+    def _record_sentiment(self, request: Request, texts: list[str], results: list[SentimentResult]) -> None:
+        versions = [r.model_version for r in results]
+        self._record(request, "sentiment", versions[0], digest(*texts),
+                     {"labels": [r.sentiment for r in results], "versions": versions})
 
     # --- recommendations -------------------------------------------------------------------
 
@@ -260,16 +332,44 @@ class Gateway:
     async def recommendations(self, request: Request) -> Recommendations:
         body = _parse(RecommendationRequest, await _json(request))
         limit = min(body.limit, self.settings.max_recommendations)
-        return await recommend.recommend(self.backend, self.catalogue, body.user_id, limit, _pin(request))
+        result = await recommend.recommend(self.backend, self.catalogue, body.user_id, limit, _pin(request))
+        if not result.cold_start and result.model_version is not None:  # cold start calls no model
+            self._record(request, "recommender", result.model_version, digest(body.user_id),
+                         {"battle_ids": [b.battle_id for b in result.recommendations]})
+        return result
+
+    # --- feedback --------------------------------------------------------------------------
+
+    @app.post(api.FEEDBACK_ROUTE, status_code=202, response_model=FeedbackAccepted)
+    async def feedback(self, request: Request) -> JSONResponse:
+        """A label the platform learned later (the judges' score, the battle's winner, a chat
+        message's sentiment, a click), graded against the prediction its requestId names."""
+        body = _parse(FeedbackRequest, await _json(request))
+        try:
+            rec = self.predictions.grade(body.request_id, body.kind, body.value, body.index)
+        except UnknownRequest as exc:
+            raise GatewayError("unknown_request_id", str(exc), field="requestId", status=404) from None
+        except LabelMismatch as exc:
+            raise InvalidInput("label_mismatch", str(exc), field="kind" if isinstance(exc, KindMismatch) else None) from None
+        self.predictions.append_feedback(rec)
+        try:
+            self.backend.monitor.add_label(rec.family, rec.version, rec.metric, rec.score)
+        except Exception:  # noqa: BLE001 - the label is logged; the live stats are best effort
+            log.exception("could not add a %s label to the live stats", rec.family)
+        accepted = FeedbackAccepted(request_id=rec.request_id, family=rec.family, version=rec.version,
+                                    metric=rec.metric, score=rec.score)
+        return JSONResponse(accepted.model_dump(by_alias=True), status_code=202)
 
     # --- MLOps ----------------------------------------------------------------------------
 
-    @app.get("/admin/stats")
-    async def admin_stats(self, family: str) -> dict:
-        """Recent live outcomes per version (the last 1,000): what canary gates are computed from."""
-        if family not in self.backend.policies.current().families:
+    @app.get(api.STATS_ROUTE, response_model=FamilyStats, dependencies=ADMIN)
+    async def admin_stats(self, family: str) -> FamilyStats:
+        """Live outcomes per version (totals since start, the last 1,000 in detail), the platform's
+        labels, and the shadow comparison: what canary gates are computed from. Admin token needed."""
+        policy = self.backend.policies.current()
+        if family not in policy.families:
             raise GatewayError("unknown_family", f"no model family {family!r}", field="family", status=404)
-        return self.backend.monitor.stats(family)
+        return self.backend.monitor.stats(family, policy.families[family])
 
     # --- models ---------------------------------------------------------------------------
 
@@ -297,6 +397,9 @@ class Gateway:
             raise GatewayError(
                 "audio_too_large", f"request body of {int(length)} bytes exceeds {limit} bytes", field="audio", status=413
             )
+
+
+Gateway.add_asgi_middleware(request_id.RequestIdMiddleware)  # BentoML's own routes (/livez, /metrics) too
 
 
 class _TrackList(TrackMetadata.__base__):  # type: ignore[misc]

@@ -1,18 +1,37 @@
 """Gateway settings: where Triton is, where the traffic policy lives, and every input limit.
 
-Each field can be set by `DJSERVE_GATEWAY_<FIELD>` (e.g. DJSERVE_GATEWAY_TRITON_URL=triton:8001).
+Each field can be set by `DJSERVE_GATEWAY_<FIELD>` (e.g. DJSERVE_GATEWAY_TRITON_URL=triton:8001),
+except the admin token, which is `DJSERVE_ADMIN_TOKEN` (djserve.api.ADMIN_TOKEN_ENV), shared with the
+MLOps side that calls /admin/*. Structured fields take JSON, e.g.
+DJSERVE_GATEWAY_FAULT_INJECTION='{"judge": {"version": 3, "error_rate": 0.3}}'.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from djserve.api import ADMIN_TOKEN_ENV
 from djserve.settings import PROJECT_ROOT
 
 DATA = Path(__file__).parent / "data"
+
+
+class FaultSpec(BaseModel):
+    """A drill: calls to one version of one family are slowed and fail at a given rate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+    """The Triton version of the family that misbehaves (routed calls only, never shadow calls)."""
+    error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of its calls answered 502 `injected_fault` (seen by the monitor like a real failure)."""
+    delay_s: float = Field(0.0, ge=0.0, le=60.0)
+    """Extra latency added to each of its calls (before it fails or is sent to Triton)."""
 
 
 class GatewaySettings(BaseSettings):
@@ -47,3 +66,26 @@ class GatewaySettings(BaseSettings):
     """The beat detector needs 11 frames (0.26 s at 22050 Hz / hop 512)."""
     live_max_chunk_seconds: float = Field(10.0, gt=0)
     """A live chunk is a second or so of a stream; longer audio belongs to /ai/judge/analyze."""
+
+    # MLOps: admin API, shadow traffic, prediction log, drills.
+    admin_token: Optional[SecretStr] = Field(None, validation_alias=ADMIN_TOKEN_ENV)
+    """Bearer token of every /admin/* route (env DJSERVE_ADMIN_TOKEN); unset or empty: /admin/* answers 403."""
+    shadow_queue_size: int = Field(64, ge=1)
+    """Mirrored requests waiting for the shadow version; beyond it a mirror is dropped (and counted)."""
+    shadow_concurrency: int = Field(1, ge=1)
+    """Worker tasks calling the shadow version concurrently (they share the event loop with callers)."""
+    predictions_dir: Path = PROJECT_ROOT / ".djserve" / "predictions"
+    """Folder of the prediction and feedback logs (rotating JSON lines, djserve.prediction_log)."""
+    predictions_max_mb: float = Field(16.0, gt=0)
+    """Size at which a prediction (or feedback) log file is closed and a new one started."""
+    predictions_keep_files: int = Field(8, ge=1)
+    """Log files kept per log; older ones are deleted (disk bound: max_mb x keep_files per log)."""
+    feedback_index_size: int = Field(100_000, ge=1)
+    """Recent predictions feedback can name (request id -> prediction, in memory); older ids get 404."""
+    fault_injection: dict[str, FaultSpec] = {}
+    """Drills only: family -> FaultSpec (injected delays and 502s for one version). Empty in production."""
+
+    @field_validator("admin_token")
+    @classmethod
+    def _empty_is_unset(cls, v: Optional[SecretStr]) -> Optional[SecretStr]:
+        return None if v is None or not v.get_secret_value() else v

@@ -56,6 +56,7 @@ def export(
     quiet_frameworks()
     from djserve.repository import ModelRepository
     from djserve.specs import EXPORTED
+    from djserve.mlops.publish import export_and_register
     from exporters.errors import ExportError
     from exporters.isolated import export_isolated
 
@@ -73,16 +74,15 @@ def export(
             return
     for i, name in enumerate(names, 1):
         with _status(f"[{i}/{len(names)}] {name}: starting") as status:
+            def show(step: str, name=name, i=i) -> None:
+                status.update(f"[{i}/{len(names)}] {name}: {step}")
+
             try:
-                result = export_isolated(
-                    name,
-                    repo_path,
-                    checkpoint=checkpoint,
-                    tolerance=tolerance,
-                    seed=seed,
-                    progress=lambda step, name=name, i=i: status.update(f"[{i}/{len(names)}] {name}: {step}"),
-                    register_in=settings().state_dir if register else None,
-                )
+                if register:
+                    result = export_and_register(name, repo_path, settings().state_dir, checkpoint, show,
+                                                 tolerance=tolerance, seed=seed)
+                else:
+                    result = export_isolated(name, repo_path, checkpoint, tolerance, seed, progress=show)
             except ExportError as exc:
                 _fail(str(exc))
         worst = max(result.max_abs_diff.values(), default=0.0)
@@ -138,8 +138,8 @@ def train(
             _print_rows(f"{name}: held-out ({profile})", result.rows)
             exported = ""
             if export:
+                from djserve.mlops.publish import export_registered
                 from exporters.errors import ExportError
-                from exporters.export import export_registered
 
                 try:
                     out = export_registered(result.registry_uri, repo_path, state, progress=show)
@@ -280,6 +280,7 @@ def serve(
     import signal
     import threading
 
+    from djserve.api import ADMIN_TOKEN_ENV
     from djserve.gateway import GatewayServer
     from djserve.mlops.promotion import PromotionError
     from djserve.process import ProcessStartError
@@ -299,6 +300,8 @@ def serve(
             "DJSERVE_GATEWAY_REPOSITORY": str(triton.settings.model_repository),
             "DJSERVE_GATEWAY_POLICY_FILE": str(cfg.state_dir / "traffic_policy.json"),
             "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(cfg.state_dir / "drift"),
+            "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(cfg.state_dir / "predictions"),
+            ADMIN_TOKEN_ENV: _admin_token(cfg.state_dir),
         },
     )
     stop = threading.Event()
@@ -332,6 +335,26 @@ def serve(
             signal.signal(sig, handler)
 
 
+def _admin_token(state_dir: Path) -> str:
+    """DJSERVE_ADMIN_TOKEN, else the token kept in `<state>/admin_token` (made once, owner-only), so
+    `djserve promote`/`canary`/`status` on this machine reach the gateway's /admin routes."""
+    import os
+    import secrets
+
+    from djserve.api import ADMIN_TOKEN_ENV
+    from djserve.mlops.promotion import ADMIN_TOKEN_FILE
+
+    if token := os.environ.get(ADMIN_TOKEN_ENV):
+        return token
+    path = state_dir / ADMIN_TOKEN_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port):
     from pydantic import ValidationError
 
@@ -358,7 +381,15 @@ def _promoter(triton_http_url: str | None = None):
         promo = PromotionSettings(**({"triton_http_url": triton_http_url} if triton_http_url else {}))
     except ValidationError as exc:  # e.g. a malformed admin key; the message never echoes it
         _fail(f"promotion settings: {exc.errors()[0]['msg']}")
-    return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False))
+    return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False), evaluator=_evaluator)
+
+
+def _evaluator(family: str, version: int, profile: str) -> dict:
+    """The offline gate's scorer: training's held-out evaluation of a registered version (a fresh
+    process, logged as an MLflow `evaluate` run)."""
+    from training.run import evaluate_isolated
+
+    return evaluate_isolated(family, settings().state_dir, profile=profile, version=version)
 
 
 Family = Annotated[str, typer.Argument(help="model family: judge, technical, creative, beat_tracker, sentiment, recommender")]
@@ -369,10 +400,13 @@ def promote(
     family: Family,
     source: Annotated[Optional[str], typer.Option("--from", help="models:/NAME/VERSION or models:/NAME@alias")] = None,
     canary: Annotated[float, typer.Option("--canary", min=0, max=100, help="canary share in percent")] = 10.0,
+    shadow: Annotated[Optional[float], typer.Option("--shadow", min=0, max=100, help="mirror this share of requests to it instead of a canary")] = None,
     complete: Annotated[bool, typer.Option("--complete", help="move 100% to the challenger and make it champion")] = False,
+    force: Annotated[bool, typer.Option("--force", help="promote even if the offline gate refuses it (recorded)")] = False,
+    min_improvement: Annotated[Optional[float], typer.Option(help="require this relative gain over the champion, e.g. 0.05")] = None,
     tolerance: Annotated[float, typer.Option(help="parity tolerance of the export")] = 1e-4,
 ) -> None:
-    """Export a registry version as a new Triton version and give it a canary share (or --complete)."""
+    """Gate a registry version offline, export it as a new Triton version, give it a shadow or canary share."""
     from djserve.mlops.promotion import PromotionError
 
     try:
@@ -381,7 +415,8 @@ def promote(
         elif source is None:
             _fail("give --from models:/NAME/VERSION (or --complete)")
         else:
-            _promoter().promote(family, source, canary, tolerance)
+            _promoter().promote(family, source, canary, tolerance, shadow_percent=shadow, force=force,
+                                min_improvement=min_improvement)
     except (PromotionError, ValueError, KeyError) as exc:
         _fail(str(exc))
 
@@ -423,7 +458,7 @@ def rollback(family: Family, reason: Annotated[str, typer.Option()] = "manual") 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Per model family: versions loaded, their shares, registry aliases, the latest gate figures."""
+    """Per model family: versions loaded, shares, shadow comparison, registry aliases, the latest gates."""
     import json
 
     from rich.table import Table
@@ -432,18 +467,32 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
-    table = Table("family", "registered", "loaded", "shares", "aliases", "last gate")
+    table = Table("family", "registered", "loaded", "shares", "shadow", "aliases", "offline gate", "last gate")
     for r in rows:
-        gate = r["last_gate"]
         table.add_row(
             r["family"],
             r["registered_model"],
             "Triton down" if r["loaded"] is None else ", ".join(f"v{v}" for v in r["loaded"]),
             ", ".join(f"v{v}: {p:g}%" for v, p in r["shares"].items()),
+            _shadow_cell(r["shadow"]),
             ", ".join(f"{a}=v{v}" for a, v in r["aliases"].items()) or "-",
-            "-" if not gate else f"{gate.get('verdict')} {gate.get('time', '')}",
+            _gate_cell(r["last_offline_gate"]),
+            _gate_cell(r["last_gate"]),
         )
     Console().print(table)
+
+
+def _shadow_cell(shadow: dict | None) -> str:
+    if not shadow:
+        return "-"
+    live = shadow.get("live") or {}
+    agreement = live.get("agreement")
+    return (f"v{shadow['version']} {shadow['percent']:g}%: {live.get('pairs', 0)} pairs, agreement "
+            f"{'-' if agreement is None else f'{agreement:.2f}'}, dropped {live.get('dropped_total', 0)}")
+
+
+def _gate_cell(gate: dict | None) -> str:
+    return "-" if not gate else f"{gate.get('verdict')} {gate.get('time', '')[:19]}"
 
 
 def _fail(message: str) -> None:

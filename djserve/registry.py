@@ -209,6 +209,18 @@ class Registry:
             raise ValueError(f"{uri}: registered model {name!r} has no version {version}") from None
         return RegisteredVersion(mv.tags.get("family", family), name, int(mv.version), mv.run_id, mv.source)
 
+    def run_json(self, run_id: str, file_name: str) -> Any | None:
+        """A JSON artifact of a run (e.g. a training run's `evaluation.json`), None if it has none."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(run_id, file_name, tmp)
+            except (MlflowException, OSError):
+                return None
+            return json.loads(Path(path).read_text())
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
     def download_checkpoint(self, rv: RegisteredVersion, target_dir: Path) -> Path:
         """The checkpoint as a local path: the single file, or the directory (as registered)."""
         target_dir = Path(target_dir)

@@ -154,6 +154,29 @@ class Recommendations(Schema):
     model_version: Optional[int]
 
 
+# --- feedback ----------------------------------------------------------------------------------
+
+
+class FeedbackRequest(Schema):
+    """A label the platform learned after answering: graded against the prediction it names."""
+
+    request_id: str = Field(min_length=1, max_length=64, description="the X-Request-ID of the answer being graded")
+    kind: Literal["judge_score", "battle_winner", "sentiment_label", "recommendation_click"]
+    value: float | str = Field(description="judge_score: the human judges' overall score in [0, 1]; battle_winner: the "
+                                            "winning djId; sentiment_label: negative|neutral|positive; "
+                                            "recommendation_click: the clicked battleId")
+    index: int = Field(0, ge=0, le=1000, description="which message of a sentiment batch")
+
+
+class FeedbackAccepted(Schema):
+    request_id: str
+    family: str
+    version: int
+    metric: str
+    score: float
+    """higher is better: 1/0 for accuracy, minus the absolute error, the reciprocal rank of a click"""
+
+
 # --- live analysis -----------------------------------------------------------------------------
 
 

@@ -1,4 +1,8 @@
-"""Export one model: load -> ONNX -> parity gate -> a NEW numbered version (or nothing at all)."""
+"""Export one model: load -> ONNX -> parity gate -> a NEW numbered version (or nothing at all).
+
+Export stops at writing the version. Registering it in MLflow, or exporting a registered version,
+is MLOps' job (`djserve.mlops.publish`), which calls this; the exporter knows no registry.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from typing import Callable
 
 import onnx
 
-from djserve.files import atomic_write_text
 from djserve.repository import ModelRepository, VersionMetadata
 from djserve.repository.layout import METADATA_FILE, UNTRAINED
 from djserve.specs import EXPORTED
@@ -27,6 +30,10 @@ class ExportResult:
     version: int
     path: Path
     max_abs_diff: dict[str, float]
+    parity: dict
+    """the full parity report (tolerance, batches, max abs diff per output)"""
+    checkpoint: Path | None = None
+    """the source weights as a checkpoint file or folder (the seeded ones are saved to `save_seeded_to`)"""
     registry_uri: str | None = None
 
 
@@ -38,12 +45,12 @@ def export_model(
     seed: int = 0,
     progress: Progress = lambda step: None,
     extra: dict | None = None,
-    register_in: Path | None = None,
     weights: str | None = None,
+    save_seeded_to: Path | None = None,
 ) -> ExportResult:
     """`extra` is recorded in the version's metadata.json (e.g. the registry version it came from).
-    `register_in` (a state dir): also log the checkpoint to MLflow and register a model version.
-    `weights`: what the weights are, when not the checkpoint path (a registered training run)."""
+    `weights`: what the weights are, when not the checkpoint path (a registered training run).
+    `save_seeded_to`: without a checkpoint, save the seeded weights there as one (to register them)."""
     if name not in EXPORTED:
         raise ExportError(f"unknown model {name!r}; exportable: {', '.join(EXPORTED)}")
     spec = EXPORTED[name]
@@ -82,71 +89,6 @@ def export_model(
         (staging / METADATA_FILE).write_text(meta.to_json())
     version = repo.latest(name)
     assert version is not None
-    result = ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff)
-    if register_in is not None:
-        progress("registering in MLflow")
-        result.registry_uri = _register(register_in, source, spec, checkpoint, report, result)
-    return result
-
-
-def _register(state_dir: Path, source, spec, checkpoint: Path | None, report, result: "ExportResult") -> str:
-    """Log the source checkpoint (the seeded weights saved as one, when no checkpoint was given),
-    the spec and the parity figures as an MLflow run, register a version, tag the Triton version."""
-    import json
-    import tempfile
-    from dataclasses import asdict
-
-    from djserve.registry import CHAMPION, Registry
-
-    registry = Registry(state_dir)
-    with tempfile.TemporaryDirectory(prefix="djserve-ckpt-") as tmp:
-        path = checkpoint or source.save_checkpoint(Path(tmp))
-        rv = registry.register(
-            spec.name,
-            path,
-            weights=str(checkpoint) if checkpoint else UNTRAINED,
-            parity=report.to_dict(),
-            spec=json.loads(json.dumps(asdict(spec), default=str)),
-            extra_tags={"triton_version": str(result.version)},
-        )
-    uri = f"models:/{rv.name}/{rv.version}"
-    meta_path = result.path / METADATA_FILE
-    meta = json.loads(meta_path.read_text())
-    meta["extra"]["registry"] = uri
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    if registry.alias_version(spec.name, CHAMPION) is None and result.version == 1:
-        registry.set_alias(spec.name, CHAMPION, rv.version)  # the first export serves 100%
-    registry.record(spec.name, "register", version=rv.version, triton_version=result.version)
-    return uri
-
-
-def export_registered(
-    uri: str,
-    repository: Path,
-    state_dir: Path,
-    tolerance: float = DEFAULT_TOLERANCE,
-    progress: Progress = lambda step: None,
-) -> ExportResult:
-    """A registered model version (a training run's, or an earlier export's) as a NEW Triton
-    version whose metadata.json carries its provenance (run, dataset, held-out metrics), without
-    registering it again. The family's first version becomes the champion."""
-    import tempfile
-
-    from djserve.registry import CHAMPION, Registry
-    from exporters.isolated import export_isolated
-
-    registry = Registry(state_dir)
-    rv = registry.resolve(uri)
-    provenance = registry.provenance(rv)
-    progress(f"downloading {uri}")
-    with tempfile.TemporaryDirectory(prefix="djserve-registered-") as tmp:
-        checkpoint = registry.download_checkpoint(rv, Path(tmp))
-        result = export_isolated(
-            rv.family, repository, checkpoint, tolerance, progress=progress,
-            extra={"registry": uri, "provenance": provenance}, weights=provenance.get("weights"),
-        )
-    result.registry_uri = uri
-    registry.client.set_model_version_tag(rv.name, str(rv.version), "triton_version", str(result.version))
-    if registry.alias_version(rv.family, CHAMPION) is None and result.version == 1:
-        registry.set_alias(rv.family, CHAMPION, rv.version)  # the first version serves 100%
-    return result
+    if checkpoint is None and save_seeded_to is not None:
+        checkpoint = source.save_checkpoint(Path(save_seeded_to))
+    return ExportResult(name, version, repo.model_dir(name) / str(version), report.max_abs_diff, report.to_dict(), checkpoint)

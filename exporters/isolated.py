@@ -20,13 +20,13 @@ def export_isolated(
     seed: int = 0,
     progress: Progress = lambda step: None,
     extra: dict | None = None,
-    register_in: Path | None = None,
     weights: str | None = None,
+    save_seeded_to: Path | None = None,
 ) -> ExportResult:
     return run_isolated(
         "exporters.export:export_model",
         dict(name=name, repository=repository, checkpoint=checkpoint, tolerance=tolerance, seed=seed, extra=extra,
-             register_in=register_in, weights=weights),
+             weights=weights, save_seeded_to=save_seeded_to),
         progress,
         errors_module="exporters.errors",
         default_error="ExportError",

@@ -98,11 +98,18 @@ GATEWAY_TEST_LIMITS = {
 }
 
 
+ADMIN_TOKEN = "test-admin-token"
+"""The /admin/* bearer token every test gateway is started with."""
+
+
 def start_gateway(triton_grpc_url: str, repository: Path, state: Path, **extra_env: str):
     """A real `bentoml serve` of the gateway on a free port (context manager: ready on enter)."""
+    from djserve.api import ADMIN_TOKEN_ENV
     from djserve.gateway import GatewayServer
 
     env = {
+        ADMIN_TOKEN_ENV: ADMIN_TOKEN,
+        "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(state / "predictions"),
         "DJSERVE_GATEWAY_REPOSITORY": str(repository),
         "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
         "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state / "drift"),

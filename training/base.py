@@ -60,6 +60,11 @@ class Evaluation:
     """The key of `metrics` that promotion gates and the README quote (e.g. "overall.r2")."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Anything else worth keeping as an artifact (per-sample predictions, confusion matrix)."""
+    samples: list[float] = field(default_factory=list)
+    """Each held-out item's share of the headline, in the data's order: the headline is their mean
+    (R^2: 1 - squared error / the head's variance, averaged over heads; accuracy: 1 or 0; NDCG per
+    user; F-measure per clip). Two versions scored on the same data pair item by item, which is
+    what the promotion gate's bootstrap interval resamples."""
 
     @property
     def metrics(self) -> dict[str, float]:

@@ -32,6 +32,17 @@ def mean_r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(skm.r2_score(y_true, y_pred, multioutput="uniform_average"))
 
 
+def r2_contributions(y_true: np.ndarray, y_pred: np.ndarray) -> list[float]:
+    """Per row, mean over heads of 1 - squared error / the head's variance: their mean is `mean_r2`
+    (a 1-D input is one head: their mean is its R^2)."""
+    y_true, y_pred = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true, y_pred = y_true[:, None], y_pred[:, None]
+    var = y_true.var(axis=0)
+    var = np.where(var > 0, var, 1.0)  # a constant head: sklearn's r2 is then 1 or 0 anyway
+    return (1.0 - (y_true - y_pred) ** 2 / var).mean(axis=1).tolist()
+
+
 def classification(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Accuracy and macro-F1 over `labels` (a label absent from both sides scores 0 in F1's mean)."""
     return {

@@ -37,6 +37,7 @@ def evaluation_payload(evaluation: Evaluation) -> dict[str, Any]:
         "rows": [asdict(r) for r in evaluation.rows],
         "metrics": evaluation.metrics,
         "extra": evaluation.extra,
+        "samples": evaluation.samples,
     }
 
 

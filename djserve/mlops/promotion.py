@@ -1,40 +1,50 @@
 """Promotion of a registry version to production, one command per step.
 
-    promote   registry version -> NEW Triton version (parity checked) -> loaded beside the stable
-              one -> smoke inference -> canary share in the traffic policy + `challenger` alias
-    canary    change the canary's share (optionally ramp it with gates: `watch`)
+    promote   offline gate (held-out quality, not worse than the champion) -> NEW Triton version
+              (parity checked) -> loaded beside the stable one -> smoke inference -> a shadow or a
+              canary share in the traffic policy + `challenger` alias
+    canary    change the canary's share, or ramp it under the online gates (`watch`): a shadow
+              phase first when there is one, then each step until the gates pass or fail
     complete  100% to the challenger, `champion` alias, drain, unload versions beyond those kept
     rollback  100% back to the previous champion at once, unload the failed version
 
-Any failing step stops there, says why, and leaves production as it was: the traffic policy is
-only written after the candidate answered, and a refused candidate is unloaded and its version
-directory moved aside (`<model>/.rejected-<N>`). Every step is recorded in MLflow (model version
-tags) and in `<state>/promotions.jsonl`.
+Any failing step stops there, says why, and leaves production as it was: the offline gate runs
+before anything is exported, the traffic policy is only written after the candidate answered, and
+a refused candidate is unloaded and its version directory moved aside (`<model>/.rejected-<N>`).
+Every step and every gate verdict is recorded in MLflow (model version tags) and in
+`<state>/promotions.jsonl`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
-from djserve.mlops.gates import GateConfig, GateResult, evaluate
-from djserve.registry import CHALLENGER, CHAMPION, Registry, registered_name
+from djserve.api import ADMIN_TOKEN_ENV, STATS_ROUTE
+from djserve.drift import BaselineStore
+from djserve.live_stats import FamilyStats
+from djserve.mlops import expectations, offline_gate, online_gates
+from djserve.mlops.offline_gate import Evaluator, HeldOut, OfflineGateConfig, OfflineVerdict
+from djserve.mlops.online_gates import ArmSample, ExpectedShift, GateResult, OnlineGateConfig
 from djserve.mlops.triton_control import TritonAccessDenied, TritonControl
+from djserve.registry import CHALLENGER, CHAMPION, Registry, registered_name
 from djserve.repository import ModelRepository
 from djserve.settings import Settings
+from djserve.traffic import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
 from djserve.triton.admin import ADMIN_KEY_ENV, AdminKey
 
 POLICY_FILE = "traffic_policy.json"
 BASELINE_DIR = "drift"
+ADMIN_TOKEN_FILE = "admin_token"
+"""Where `djserve serve` keeps the gateway's generated admin token when DJSERVE_ADMIN_TOKEN is unset."""
 
 
 class PromotionError(Exception):
@@ -52,6 +62,8 @@ class PromotionSettings(BaseSettings):
     """The same `DJSERVE_TRITON_ADMIN_KEY` the embedded Triton is started with: sent with every
     model-control call (load, unload, repository index)."""
     gateway_url: str = "http://127.0.0.1:3000"
+    admin_token: Optional[SecretStr] = Field(None, validation_alias=ADMIN_TOKEN_ENV)
+    """The gateway's `/admin/*` bearer token (DJSERVE_ADMIN_TOKEN; else `<state>/admin_token`)."""
     keep_versions: int = Field(2, ge=1)
     """Loaded versions after `complete`: the champion and the one before it, for rollback."""
     drain_s: float = Field(5.0, ge=0)
@@ -59,7 +71,13 @@ class PromotionSettings(BaseSettings):
     watch_steps: list[float] = [10, 50, 100]
     watch_poll_s: float = Field(1.0, gt=0)
     watch_step_timeout_s: float = Field(900, gt=0)
-    gates: GateConfig = GateConfig()
+    """A step without a verdict by then is rolled back (fail-closed)."""
+    shadow_min_pairs: int = Field(200, ge=1)
+    """Paired shadow comparisons needed before the shadow phase of `watch` ends."""
+    shadow_max_error_rate: float = Field(0.02, ge=0, le=1)
+    """A shadow failing more often than the stable version by this much never gets traffic."""
+    gates: OnlineGateConfig = OnlineGateConfig()
+    offline: OfflineGateConfig = OfflineGateConfig()
 
 
 @dataclass
@@ -68,11 +86,16 @@ class Promoted:
     triton_version: int
     registry_uri: str
     canary_percent: float
+    shadow_percent: float = 0.0
+    offline: OfflineVerdict | None = None
 
 
 class Promoter:
-    def __init__(self, settings: Settings, promo: PromotionSettings | None = None, log: Callable[[str], None] = print):
-        self.settings, self.promo, self.log = settings, promo or PromotionSettings(), log
+    def __init__(self, settings: Settings, promo: PromotionSettings | None = None, log: Callable[[str], None] = print,
+                 evaluator: Evaluator | None = None):
+        """`evaluator` scores a registered version on held-out data (the CLI passes training's); without
+        one the offline gate can only use evaluations already logged with the versions."""
+        self.settings, self.promo, self.log, self.evaluator = settings, promo or PromotionSettings(), log, evaluator
         self.repo = ModelRepository(settings.repository)
         self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=lambda: newest_versions(settings.repository))
         self.triton = TritonControl(self.promo.triton_http_url, admin_key=self.promo.admin_key)
@@ -111,24 +134,33 @@ class Promoter:
         self._check_access()
         policy = self.materialize()
         for family, fp in policy.families.items():
-            self.triton.load(family, _serving(fp))
+            self.triton.load(family, fp.serving())
         self.triton.pin_ensembles({f: fp.stable for f, fp in policy.families.items()})
 
     # --- steps -----------------------------------------------------------------------------
 
-    def promote(self, family: str, source: str, canary_percent: float, tolerance: float = 1e-4) -> Promoted:
+    def promote(self, family: str, source: str, canary_percent: float = 10.0, tolerance: float = 1e-4,
+                shadow_percent: float | None = None, force: bool = False, min_improvement: float | None = None) -> Promoted:
+        """Gate `source` offline, export it as a new version and give it a canary share, or (with
+        `shadow_percent`) mirrored traffic only. `force` promotes past a failed offline gate (recorded)."""
         from exporters.errors import ExportError
-        from exporters.export import export_registered
+
+        from djserve.mlops.publish import export_registered
 
         self.materialize()
         fp = self.policy(family)
-        if fp.canary is not None:
-            raise PromotionError(f"{family} already has canary v{fp.canary}: complete or roll it back first")
-        self._check_access()  # before the export, not after it
+        if fp.candidate is not None:
+            raise PromotionError(f"{family} already has candidate v{fp.candidate} under trial: complete or roll it back first")
+        self._check_access()  # before the evaluation and the export, not after them
         rv = self.registry.resolve(source)
         if rv.family != family:
             raise PromotionError(f"{source} is a {rv.family} model, not {family}")
         uri = f"models:/{rv.name}/{rv.version}"
+        verdict = self.offline_gate(family, rv.version, min_improvement)
+        if verdict.verdict == "fail":
+            if not force:
+                raise PromotionError(f"{family}: {uri} refused by the offline gate: {'; '.join(verdict.reasons)}")
+            self.log(f"{family}: offline gate failed, promoting anyway (--force)")
         self.log(f"{family}: exporting {uri} to a new Triton version")
         try:
             result = export_registered(uri, self.settings.repository, self.settings.state_dir, tolerance)
@@ -140,7 +172,7 @@ class Promoter:
         try:
             # Load before touching the ensembles: loading an ensemble reloads members whose folder
             # changed (the new version) from config.pbtxt, i.e. with the wrong versions.
-            self.triton.load(family, _serving(fp) + [new])
+            self.triton.load(family, fp.serving() + [new])
             self.triton.pin_ensembles({family: fp.stable})
             self.triton.smoke(family, new)
         except Exception as exc:  # load or smoke failed: back to exactly what served before
@@ -149,30 +181,86 @@ class Promoter:
             raise PromotionError(f"{family}: v{new} from {uri} refused: {str(exc).splitlines()[0][:300]}") from None
 
         self._set_baseline(family, fp.stable)
-        self._write(family, fp.model_copy(update={"canary": new, "canary_percent": canary_percent}), f"promote {uri}")
+        if shadow_percent:
+            update = {"shadow": new, "shadow_percent": shadow_percent}
+            share = f"a mirrored copy of {shadow_percent:g}% of the requests (shadow: its answers are never returned)"
+        else:
+            update = {"canary": new, "canary_percent": canary_percent}
+            share = f"{canary_percent:g}% of traffic"
+        self._write(family, fp.model_copy(update=update), f"promote {uri}")
         self.registry.set_alias(family, CHALLENGER, rv.version)
         self.registry.record(family, "promote", version=rv.version, triton_version=new, stable=fp.stable,
-                             canary_percent=canary_percent, parity=result.max_abs_diff)
-        self.log(f"{family}: v{new} ({uri}) takes {canary_percent:g}% of traffic as the challenger")
-        return Promoted(family, new, uri, canary_percent)
+                             canary_percent=0.0 if shadow_percent else canary_percent, shadow_percent=shadow_percent or 0.0,
+                             parity=result.max_abs_diff, forced=force and verdict.verdict == "fail")
+        self.log(f"{family}: v{new} ({uri}) takes {share} as the challenger")
+        return Promoted(family, new, uri, 0.0 if shadow_percent else canary_percent, shadow_percent or 0.0, verdict)
+
+    # --- offline gate ----------------------------------------------------------------------
+
+    def offline_gate(self, family: str, version: int, min_improvement: float | None = None) -> OfflineVerdict:
+        """Score the registered version and the champion on the same held-out data and decide;
+        the verdict is recorded (MLflow tag `djserve.offline_gate`, promotions.jsonl) and printed."""
+        candidate_uri = f"models:/{registered_name(family)}/{version}"
+        profile = self.registry.run_tags(self.registry.resolve(candidate_uri).run_id).get("profile", "reference")
+        self.log(f"{family}: offline gate: scoring {candidate_uri} on the {profile} held-out set")
+        try:
+            candidate = self._held_out(family, version, profile)
+            champion_version = self.registry.alias_version(family, CHAMPION)
+            champion = None
+            if champion_version is not None and champion_version != version:
+                self.log(f"{family}: offline gate: scoring the champion v{champion_version} on the same data")
+                champion = self._held_out(family, champion_version, profile, candidate.dataset_hash)
+        except Exception as exc:  # noqa: BLE001 - no evaluation is a failed gate (fail-closed), not a crash
+            verdict = OfflineVerdict(verdict="fail", reasons=[f"no held-out evaluation: {exc}"], candidate=candidate_uri)
+        else:
+            cfg = self.promo.offline if min_improvement is None else \
+                self.promo.offline.model_copy(update={"min_improvement": min_improvement})
+            verdict = offline_gate.decide(family, candidate, champion, cfg)
+            if champion is not None:
+                expectations.save(self.settings.state_dir, family, version, expectations.from_offline(candidate, champion))
+        self.registry.record(family, "offline_gate", version=version, **verdict.model_dump(mode="json"))
+        self.log(f"{family}: offline gate {verdict.summary()}")
+        return verdict
+
+    def _held_out(self, family: str, version: int, profile: str, dataset_hash: str | None = None) -> HeldOut:
+        """The version's held-out evaluation: the one its training run logged when it is on this
+        data, else a fresh one from the evaluator."""
+        rv = self.registry.resolve(f"models:/{registered_name(family)}/{version}")
+        tags = self.registry.run_tags(rv.run_id)
+        if tags.get("kind") == "train" and tags.get("profile", "reference") == profile and \
+                (dataset_hash is None or tags.get("dataset.hash") == dataset_hash):
+            doc = self.registry.run_json(rv.run_id, "evaluation.json")
+            if doc and doc.get("samples"):
+                return HeldOut(uri=f"models:/{rv.name}/{rv.version}", dataset_hash=tags["dataset.hash"], run_id=rv.run_id,
+                               **{k: doc[k] for k in ("headline", "metrics", "samples")},
+                               summaries=expectations.summaries(doc.get("extra")))
+        if self.evaluator is None:
+            raise PromotionError(f"{family}: models:/{rv.name}/{rv.version} has no held-out evaluation on the {profile} data "
+                                 "and no evaluator was given: the offline gate cannot decide")
+        doc = self.evaluator(family, version, profile)
+        return HeldOut(uri=f"models:/{rv.name}/{rv.version}", dataset_hash=doc["dataset_hash"], run_id=doc.get("run_id", ""),
+                       **{k: doc[k] for k in ("headline", "metrics", "samples")},
+                       summaries=expectations.summaries(doc.get("extra")))
 
     def set_canary(self, family: str, percent: float) -> FamilyPolicy:
+        """The canary's share; a shadow under trial becomes the canary (and stops being mirrored)."""
         fp = self.policy(family)
-        if fp.canary is None:
+        if fp.candidate is None:
             raise PromotionError(f"{family} has no canary; promote a version first")
-        new = fp.model_copy(update={"canary_percent": percent})
+        candidate = fp.candidate
+        new = fp.model_copy(update={"canary": candidate, "canary_percent": percent, "shadow": None, "shadow_percent": 0.0})
         self._write(family, new, f"canary {percent:g}%")
-        self.registry.record(family, "canary", version=self._registry_version(family, fp.canary), triton_version=fp.canary,
+        self.registry.record(family, "canary", version=self._registry_version(family, candidate), triton_version=candidate,
                              canary_percent=percent)
-        self.log(f"{family}: canary v{fp.canary} at {percent:g}%")
+        self.log(f"{family}: canary v{candidate} at {percent:g}%")
         return new
 
     def complete(self, family: str) -> FamilyPolicy:
         fp = self.policy(family)
-        if fp.canary is None:
+        if fp.candidate is None:
             raise PromotionError(f"{family} has no canary to complete")
         self._check_access()  # the policy is written first: Triton must then accept the reload
-        champion, previous = fp.canary, fp.stable
+        champion, previous = fp.candidate, fp.stable
         new = FamilyPolicy(stable=champion, previous_stable=previous)
         self._write(family, new, f"complete v{champion}")
         self.triton.pin_ensembles({family: champion})
@@ -192,8 +280,8 @@ class Promoter:
     def rollback(self, family: str, reason: str = "manual") -> FamilyPolicy:
         """100% back to the previous champion at once; the failed version is unloaded."""
         fp = self.policy(family)
-        if fp.canary is not None:
-            failed, target = fp.canary, fp.stable
+        if fp.candidate is not None:
+            failed, target = fp.candidate, fp.stable
             new = FamilyPolicy(stable=target, previous_stable=fp.previous_stable)
         elif fp.previous_stable is not None:
             failed, target = fp.stable, fp.previous_stable
@@ -208,31 +296,98 @@ class Promoter:
         if target_rv is not None:
             self.registry.set_alias(family, CHAMPION, target_rv)
         time.sleep(min(self.promo.drain_s, 2.0))  # requests already routed to the failed version finish
-        self.triton.load(family, _serving(new))
+        self.triton.load(family, new.serving())
         self.triton.pin_ensembles({family: target})
         self.registry.record(family, "rollback", version=self._registry_version(family, failed), triton_version=failed,
                              restored=target, reason=reason)
         self.log(f"{family}: rolled back to v{target} ({reason}); v{failed} unloaded")
         return new
 
-    def gate(self, family: str) -> GateResult:
+    # --- online gates ----------------------------------------------------------------------
+
+    def stats(self, family: str) -> FamilyStats:
+        """The gateway's live figures for the family (`/admin/stats`)."""
+        request = urllib.request.Request(f"{self.promo.gateway_url}{STATS_ROUTE}?family={family}", headers=self._admin_headers())
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return FamilyStats.model_validate_json(r.read())
+
+    def _admin_headers(self) -> dict[str, str]:
+        token = self.promo.admin_token.get_secret_value() if self.promo.admin_token else None
+        path = self.settings.state_dir / ADMIN_TOKEN_FILE
+        if token is None and path.exists():
+            token = path.read_text().strip()
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def gate(self, family: str, since: FamilyStats | None = None, stable_since: FamilyStats | None = None) -> GateResult:
+        """The online gates on the canary against the stable version, both on the requests since
+        `since` (a stats snapshot taken when the step began; None: everything the gateway has seen);
+        when the stable got none (a 100% step), its requests since `stable_since` (the ramp's start).
+        No stats (the gateway is unreachable) is a wait, never a pass."""
         fp = self.policy(family)
         if fp.canary is None:
             raise PromotionError(f"{family} has no canary to gate")
-        result = evaluate(self._stats(family), fp.stable, fp.canary, self.promo.gates)
+        try:
+            now = self.stats(family)
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            return GateResult(verdict="wait", reasons=[f"no live stats from the gateway: {exc}"], checks=[],
+                              canary_requests=0, stable_requests=0)
+        stable, canary = _since(now, since, fp.stable), _since(now, since, fp.canary)
+        if stable.requests == 0 and stable_since is not None:  # a 100% step: the stable's figures of the ramp
+            stable = _since(now, stable_since, fp.stable)
+        expected = expectations.load(self.settings.state_dir, family, fp.canary)
+        result = online_gates.evaluate(stable, canary, self.promo.gates, expected)
         if result.verdict != "wait":
             self.registry.record(family, "gate", version=self._registry_version(family, fp.canary), triton_version=fp.canary,
-                                 canary_percent=fp.canary_percent, **result.to_dict())
+                                 canary_percent=fp.canary_percent, expected_from=expected.source if expected else None,
+                                 **result.to_dict())
         return result
 
+    def shadow_phase(self, family: str) -> str:
+        """Wait for enough shadow pairs, record the comparison, keep it as the expected output shift.
+        Returns "pass", or "fail" when the shadow fails far more often than the stable version or
+        no comparison arrives in time."""
+        fp = self.policy(family)
+        deadline = time.monotonic() + self.promo.watch_step_timeout_s
+        while True:
+            try:
+                shadow = self.stats(family).shadow
+            except (OSError, ValueError, urllib.error.URLError):
+                shadow = None
+            if shadow is not None and shadow.shadow == fp.shadow and shadow.pairs + shadow.errors_total >= self.promo.shadow_min_pairs:
+                break
+            if time.monotonic() > deadline:
+                self.rollback(family, reason=f"shadow: fewer than {self.promo.shadow_min_pairs} paired requests within "
+                                             f"{self.promo.watch_step_timeout_s:g} s")
+                return "fail"
+            time.sleep(self.promo.watch_poll_s)
+        error_rate = shadow.errors_total / max(shadow.mirrored_total, 1)
+        record = shadow.model_dump(exclude={"stable_values", "shadow_values"})
+        self.registry.record(family, "shadow", version=self._registry_version(family, fp.shadow), triton_version=fp.shadow,
+                             shadow_error_rate=error_rate, **record)
+        self.log(f"{family}: shadow v{fp.shadow}: {shadow.pairs} pairs, agreement "
+                 f"{'-' if shadow.agreement is None else f'{shadow.agreement:.3f}'}, mean difference "
+                 f"{'-' if shadow.diff_mean is None else f'{shadow.diff_mean:+.4f}'}, errors {shadow.errors_total}")
+        if error_rate > self.promo.shadow_max_error_rate:
+            self.rollback(family, reason=f"shadow: {shadow.errors_total} of {shadow.mirrored_total} mirrored requests failed")
+            return "fail"
+        if shadow.pairs:
+            expectations.save(self.settings.state_dir, family, fp.shadow,
+                              ExpectedShift(source="shadow", candidate=shadow.shadow_values, stable=shadow.stable_values))
+        return "pass"
+
     def watch(self, family: str, steps: list[float] | None = None) -> str:
-        """Ramp the canary through `steps` while the gates pass; roll back at the first failure.
+        """A shadow phase if the candidate is in shadow, then ramp the canary through `steps` while
+        the gates pass; roll back at the first failure or a step without a verdict in time.
         Returns "completed" or "rolled_back"."""
+        if self.policy(family).shadow is not None and self.shadow_phase(family) == "fail":
+            return "rolled_back"
+        ramp_start = self._snapshot(family)
         for percent in steps or self.promo.watch_steps:
             self.set_canary(family, percent)
+            since = self._snapshot(family)
             deadline = time.monotonic() + self.promo.watch_step_timeout_s
             while True:
-                result = self.gate(family)
+                result = self.gate(family, since, ramp_start)
                 if result.verdict == "fail":
                     self.rollback(family, reason="; ".join(result.reasons))
                     return "rolled_back"
@@ -240,33 +395,47 @@ class Promoter:
                     self.log(f"{family}: gates pass at {percent:g}% ({result.canary_requests} canary requests)")
                     break
                 if time.monotonic() > deadline:
-                    self.rollback(family, reason=f"no verdict within {self.promo.watch_step_timeout_s:g} s: {result.reasons[0]}")
+                    why = result.reasons[0] if result.reasons else "no verdict"
+                    self.rollback(family, reason=f"no verdict within {self.promo.watch_step_timeout_s:g} s: {why}")
                     return "rolled_back"
                 time.sleep(self.promo.watch_poll_s)
         self.complete(family)
         return "completed"
 
+    def _snapshot(self, family: str) -> FamilyStats | None:
+        try:
+            return self.stats(family)
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+
     def status(self) -> list[dict]:
         policy = self.policies.current()
         rows = []
-        gates = {}
+        last: dict[tuple[str, str], dict] = {}
         for entry in self.registry.history():
-            if entry.get("action") == "gate":
-                gates[entry["family"]] = entry
+            if entry.get("action") in ("gate", "offline_gate", "shadow"):
+                last[entry["family"], entry["action"]] = entry
         for family, fp in policy.families.items():
             try:
                 loaded = self.triton.loaded_versions(family)
             except Exception:  # noqa: BLE001 - Triton not running: say so, still show the rest
                 loaded = None
             shares = {fp.stable: 100 - fp.canary_percent} | ({fp.canary: fp.canary_percent} if fp.canary else {})
+            shadow = None
+            if fp.shadow is not None:
+                live = self._snapshot(family)
+                shadow = None if live is None or live.shadow is None else live.shadow.model_dump(exclude={"stable_values", "shadow_values"})
             rows.append({
                 "family": family,
                 "registered_model": registered_name(family),
                 "loaded": loaded,
                 "shares": shares,
+                "shadow": {"version": fp.shadow, "percent": fp.shadow_percent, "live": shadow} if fp.shadow else None,
                 "previous_stable": fp.previous_stable,
                 "aliases": self.registry.aliases(family),
-                "last_gate": gates.get(family),
+                "last_offline_gate": last.get((family, "offline_gate")),
+                "last_shadow": last.get((family, "shadow")),
+                "last_gate": last.get((family, "gate")),
             })
         return rows
 
@@ -274,7 +443,7 @@ class Promoter:
 
     def _reject(self, family: str, fp: FamilyPolicy, version: int) -> None:
         try:
-            self.triton.load(family, _serving(fp))
+            self.triton.load(family, fp.serving())
             self.triton.pin_ensembles({family: fp.stable})
         finally:
             path = self.repo.model_dir(family) / str(version)
@@ -288,24 +457,28 @@ class Promoter:
             return None
         return int(uri.rsplit("/", 1)[-1]) if uri.startswith("models:/") else None
 
-    def _stats(self, family: str) -> dict:
-        with urllib.request.urlopen(f"{self.promo.gateway_url}/admin/stats?family={family}", timeout=10) as r:
-            return json.loads(r.read())
-
     def _set_baseline(self, family: str, version: int) -> None:
         """Drift baseline = the given version's recent live outputs (skipped if the gateway has none)."""
-        from bentos.monitoring import PredictionMonitor
-
-        try:
-            values = self._stats(family).get("versions", {}).get(str(version), {}).get("values", [])
-        except OSError:
-            values = []
+        values = (self._snapshot(family) or FamilyStats(family=family)).version(version).values
         if values:
-            PredictionMonitor(self.settings.state_dir / BASELINE_DIR).set_baseline(family, values, version=version, source="promotion")
+            BaselineStore(self.settings.state_dir / BASELINE_DIR).write(family, values, version=version, source="promotion")
 
 
-def _serving(fp: FamilyPolicy) -> list[int]:
-    return sorted({fp.stable, *(v for v in (fp.canary, fp.previous_stable) if v)})
+def _since(now: FamilyStats, then: FamilyStats | None, version: int) -> ArmSample:
+    """A version's outcomes since the `then` snapshot: counts are differences of the totals, the
+    recent lists are cut to the requests that arrived after it."""
+    cur = now.version(version)
+    before = then.version(version) if then is not None else None
+    requests = cur.requests_total - (before.requests_total if before else 0)
+    errors = cur.errors_total - (before.errors_total if before else 0)
+    ok = max(requests - errors, 0)
+    return ArmSample(
+        requests=max(requests, 0),
+        errors=max(errors, 0),
+        latencies_s=cur.latencies_s[-requests:] if requests > 0 else [],
+        values=cur.values[-ok:] if ok > 0 else [],
+        labels=cur.labels.scores,
+    )
 
 
 def _now() -> str:

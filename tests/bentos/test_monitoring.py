@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bentos.monitoring import WINDOW, DriftResult, PredictionMonitor, summarize
+from djserve.live_stats import FamilyStats
 
 
 @pytest.fixture(autouse=True)
@@ -45,10 +46,10 @@ def drift_records(caplog, level: int) -> list[logging.LogRecord]:
 def test_window_keeps_only_the_last_1000(monitor):
     assert WINDOW == 1000
     feed(monitor, "judge", 1, range(1500))
-    s = monitor.stats("judge")["versions"]["1"]
-    assert s["count"] == 1000
-    assert s["values"] == [float(v) for v in range(500, 1500)]
-    assert len(s["latencies"]) == 1000
+    s = monitor.stats("judge").versions["1"]
+    assert s.count == 1000 and s.requests_total == 1500 and s.errors_total == 0
+    assert s.values == [float(v) for v in range(500, 1500)]
+    assert len(s.latencies_s) == 1000
 
 
 def test_stats_counts_errors_and_latency_quantiles(monitor):
@@ -58,31 +59,53 @@ def test_stats_counts_errors_and_latency_quantiles(monitor):
         monitor.observe("technical", 3, 0.5 if ok else None, i / 100, ok)
     monitor.observe("technical", 4, 0.9, 0.2, True)
     out = monitor.stats("technical")
-    assert out["family"] == "technical"
-    assert set(out["versions"]) == {"3", "4"}
-    s = out["versions"]["3"]
-    assert s["count"] == 100
-    assert s["errors"] == 10
-    assert s["error_rate"] == pytest.approx(0.1)
-    assert s["latency_p95_s"] == pytest.approx(np.quantile(np.arange(1, 101) / 100, 0.95))
-    assert s["latency_p95_s"] == pytest.approx(0.9505)
-    assert s["latency_p50_s"] == pytest.approx(0.505)
-    assert len(s["values"]) == 90 and set(s["values"]) == {0.5}
-    assert out["versions"]["4"]["count"] == 1 and out["versions"]["4"]["errors"] == 0
-    json.dumps(out)  # JSON-ready
+    assert isinstance(out, FamilyStats) and out.family == "technical"
+    assert set(out.versions) == {"3", "4"}
+    s = out.versions["3"]
+    assert s.count == 100 and s.requests_total == 100
+    assert s.errors == 10 and s.errors_total == 10
+    assert s.error_rate == pytest.approx(0.1)
+    assert s.latency_p95_s == pytest.approx(np.quantile(np.arange(1, 101) / 100, 0.95))
+    assert s.latency_p95_s == pytest.approx(0.9505)
+    assert s.latency_p50_s == pytest.approx(0.505)
+    assert len(s.values) == 90 and set(s.values) == {0.5}
+    assert out.versions["4"].count == 1 and out.versions["4"].errors == 0
+    assert out.shadow is None and s.labels.total == 0
+    assert FamilyStats.model_validate_json(out.model_dump_json()) == out  # JSON round trip
+
+
+def test_totals_count_since_start_while_the_window_slides(tmp_path):
+    m = PredictionMonitor(tmp_path, window=10)
+    for i in range(25):
+        m.observe("judge", 2, 0.5, 0.01, ok=i % 5 != 0)
+    s = m.stats("judge").version(2)
+    assert (s.requests_total, s.errors_total) == (25, 5)
+    assert (s.count, s.errors) == (10, 2)
+    assert m.stats("judge").version(7).requests_total == 0  # unseen: all zero
+
+
+def test_labels_are_kept_per_version_with_a_recent_window(tmp_path):
+    m = PredictionMonitor(tmp_path, window=3)
+    for score in (1.0, 0.0, 1.0, 1.0):
+        m.add_label("sentiment", 2, "accuracy", score)
+    m.add_label("sentiment", 1, "accuracy", 0.0)
+    out = m.stats("sentiment")
+    assert out.versions["2"].labels.model_dump() == {"total": 4, "metric": "accuracy", "scores": [0.0, 1.0, 1.0],
+                                                     "mean": pytest.approx(2 / 3)}
+    assert out.versions["1"].labels.mean == 0.0 and out.versions["1"].count == 0  # labels without traffic seen
 
 
 def test_stats_of_an_unseen_family_is_empty(monitor):
     monitor.observe("judge", 1, 0.5, 0.1, True)
-    assert monitor.stats("creative") == {"family": "creative", "versions": {}}
+    assert monitor.stats("creative") == FamilyStats(family="creative")
 
 
 def test_failed_requests_do_not_enter_drift_values(monitor):
     monitor.observe("judge", 1, 0.3, 0.1, False)  # a value on a failed request is ignored
     monitor.observe("judge", 1, None, 0.1, False)
     monitor.observe("judge", 1, 0.7, 0.1, True)
-    s = monitor.stats("judge")["versions"]["1"]
-    assert s["count"] == 3 and s["errors"] == 2 and s["values"] == [0.7]
+    s = monitor.stats("judge").versions["1"]
+    assert s.count == 3 and s.errors == 2 and s.values == [0.7]
 
 
 # --- summarize -----------------------------------------------------------------------------------

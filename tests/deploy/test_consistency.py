@@ -186,7 +186,7 @@ def test_the_restricted_api_flags_are_the_ones_the_code_passes(k8s):
 
 
 def test_the_policy_file_parses_and_names_exactly_the_exported_families():
-    from bentos.routing import FAMILIES, TrafficPolicy
+    from djserve.traffic import FAMILIES, TrafficPolicy
     from djserve.specs import EXPORTED
 
     policy = TrafficPolicy.model_validate_json((DEPLOY / "policy" / "traffic_policy.json").read_text())
@@ -196,10 +196,10 @@ def test_the_policy_file_parses_and_names_exactly_the_exported_families():
 
 
 def test_the_policy_file_is_what_the_gateways_store_reads(tmp_path):
-    """Through bentos.routing.PolicyStore, as the gateway reads it (no fallback to the default)."""
+    """Through djserve.traffic.PolicyStore, as the gateway reads it (no fallback to the default)."""
     import shutil
 
-    from bentos.routing import PolicyStore, TrafficPolicy
+    from djserve.traffic import PolicyStore, TrafficPolicy
 
     path = tmp_path / "traffic_policy.json"
     shutil.copy(DEPLOY / "policy" / "traffic_policy.json", path)

@@ -3,7 +3,10 @@
 Under continuous load: promote a judge version to 10%, ramp to 50% and 100%, complete, roll back:
 no request fails and the observed share of each version follows the policy within +-3 points.
 Refused candidates (parity, corrupt ONNX, failed smoke inference) leave production unchanged; the
-watch rolls back a shifted canary and completes a healthy one; drift raises the gauge and warns.
+watch rolls back a canary whose outputs moved beyond what was expected of it and completes one that
+moved as expected; drift raises the gauge and warns. The candidates here are seeded weights with no
+held-out evaluation, so they are promoted past the offline gate with `force` (the quality gates have
+their own end-to-end test, test_promotion_gates.py).
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ import httpx
 import pytest
 import torch
 
-from bentos.routing import bucket
-from djserve.mlops.gates import GateConfig
+from djserve.traffic import bucket
+from djserve.mlops import expectations
+from djserve.mlops.online_gates import ExpectedShift, OnlineGateConfig
 from djserve.mlops.promotion import Promoter, PromotionError, PromotionSettings
 from djserve.registry import CHALLENGER, CHAMPION
 from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch
 from loadtest.samples import click_track, encode
-from tests.conftest import copy_committed_repository, free_port, poll, start_gateway
+from tests.conftest import ADMIN_TOKEN, copy_committed_repository, free_port, poll, start_gateway
 
 CLIPS = [encode(click_track(bpm, 2.5, seed=i)) for i, bpm in enumerate((96, 128, 150))]
 
@@ -52,8 +56,9 @@ def stack(exported_repository, tmp_path_factory):
     gateway = start_gateway(triton.grpc_url, repo, state, DJSERVE_GATEWAY_POLICY_FILE=str(state / "traffic_policy.json"),
                             DJSERVE_GATEWAY_DRIFT_BASELINE_DIR=str(state / "drift"))
     gateway.start()
-    promo = PromotionSettings(triton_http_url=triton.http_url, gateway_url=gateway.url, drain_s=1.0, watch_poll_s=0.5,
-                              watch_step_timeout_s=240, gates=GateConfig(min_requests=60, p95_slack_s=0.2))
+    promo = PromotionSettings(triton_http_url=triton.http_url, gateway_url=gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
+                              watch_poll_s=0.5, watch_step_timeout_s=240, gates=OnlineGateConfig(min_requests=60, error_rate_regression=0.1,
+                                                                    min_latencies=30, min_values=60))
     promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=lambda line: None)
     try:
         gateway.wait_ready()
@@ -115,7 +120,7 @@ def measure(url: str, keys: list[str]) -> dict[int, float]:
 def stratified_keys(family: str, n: int = 100) -> list[str]:
     """One key per 1/n of the hash space, so a p% canary takes exactly p% of them (sampling noise
     of a random key set would need thousands of requests per stage for a +-3 point check)."""
-    from bentos.routing import BUCKETS
+    from djserve.traffic import BUCKETS
 
     keys, i = {}, 0
     while len(keys) < n:
@@ -130,7 +135,7 @@ def test_promote_ramp_complete_rollback_under_load_without_a_failed_request(stac
     keys = stratified_keys("judge")
     uri = register_judge(promoter, tmp_path)
     with Load(gateway.url) as load:
-        new = promoter.promote("judge", uri, canary_percent=10).triton_version
+        new = promoter.promote("judge", uri, canary_percent=10, force=True).triton_version
         assert new == 2 and promoter.registry.alias_version("judge", CHALLENGER) is not None
         observed = {10: measure(gateway.url, keys)}
         for percent in (50, 100):
@@ -160,28 +165,28 @@ def test_refused_candidates_leave_production_unchanged(stack, tmp_path, monkeypa
     uri = register_judge(promoter, tmp_path)
 
     with pytest.raises(PromotionError, match="refused at export.*parity"):
-        promoter.promote("judge", uri, 10, tolerance=1e-12)
+        promoter.promote("judge", uri, 10, tolerance=1e-12, force=True)
 
-    import exporters.isolated as isolated
+    import djserve.mlops.publish as publish
 
-    real_export = isolated.export_isolated
+    real_export = publish.export_isolated
 
     def corrupt_export(*args, **kwargs):
         result = real_export(*args, **kwargs)
         (result.path / "model.onnx").write_bytes(b"this is not an onnx graph")
         return result
 
-    monkeypatch.setattr(isolated, "export_isolated", corrupt_export)
+    monkeypatch.setattr(publish, "export_isolated", corrupt_export)
     with pytest.raises(PromotionError, match="refused"):
-        promoter.promote("judge", uri, 10)
-    monkeypatch.setattr(isolated, "export_isolated", real_export)
+        promoter.promote("judge", uri, 10, force=True)
+    monkeypatch.setattr(publish, "export_isolated", real_export)
 
     def failing_smoke(family, version, seed=0):
         raise RuntimeError("smoke inference returned NaN")
 
     monkeypatch.setattr(promoter.triton, "smoke", failing_smoke)
     with pytest.raises(PromotionError, match="smoke inference returned NaN"):
-        promoter.promote("judge", uri, 10)
+        promoter.promote("judge", uri, 10, force=True)
 
     assert (promoter.policies.current().model_dump(), promoter.triton.loaded_versions("judge")) == before
     assert {p.name for p in (repo / "judge").iterdir() if p.name.isdigit()} <= {"1", "2"}  # refused versions moved aside
@@ -200,11 +205,15 @@ def traffic(url: str, stop: threading.Event) -> None:
 
 
 @pytest.mark.parametrize("shift, outcome", [(4.0, "rolled_back"), (0.0, "completed")])
-def test_watch_rolls_back_a_shifted_canary_and_completes_a_healthy_one(stack, tmp_path, shift, outcome):
+def test_watch_rolls_back_an_unexpected_output_shift_and_completes_an_expected_one(stack, tmp_path, shift, outcome):
+    """Offline, both candidates were expected to answer like the stable version; one moved its
+    outputs anyway (a shifted bias: a broken export, a wrong preprocessing), the other did not."""
     promoter, gateway, repo = stack
     stable = promoter.policy("judge").stable
     uri = register_judge(promoter, tmp_path, shift=shift)
-    new = promoter.promote("judge", uri, canary_percent=50).triton_version
+    new = promoter.promote("judge", uri, canary_percent=50, force=True).triton_version
+    same = [0.4 + 0.002 * i for i in range(100)]
+    expectations.save(promoter.settings.state_dir, "judge", new, ExpectedShift(source="offline", candidate=same, stable=same))
     stop = threading.Event()
     threads = [threading.Thread(target=traffic, args=(gateway.url, stop), daemon=True) for _ in range(2)]
     for t in threads:
@@ -219,13 +228,13 @@ def test_watch_rolls_back_a_shifted_canary_and_completes_a_healthy_one(stack, tm
     assert fp.canary is None and fp.stable == (stable if outcome == "rolled_back" else new)
     gates = [h for h in promoter.registry.history("judge") if h["action"] == "gate"]
     assert gates and gates[-1]["verdict"] == ("fail" if shift else "pass")
-    if shift:
-        assert "output distribution shifted" in " ".join(gates[-1]["reasons"])
+    shift_check = next(c for c in gates[-1]["checks"] if c["name"] == "output_shift")
+    assert shift_check["verdict"] == ("fail" if shift else "pass")
 
 
 def test_drift_gauge_and_warning_follow_the_input_stream(stack):
     """Sentiment (no other traffic in this stack): baseline from a steady stream, then steady, then shifted."""
-    from bentos.monitoring import PredictionMonitor
+    from djserve.drift import BaselineStore
 
     promoter, gateway, repo = stack
     version = promoter.policy("sentiment").stable
@@ -234,14 +243,14 @@ def test_drift_gauge_and_warning_follow_the_input_stream(stack):
     # KS distance is exactly the shifted share of the window whatever the weights (several distinct
     # messages could straddle the baseline value and cancel out).
     shifted = ["zzq xkcd qwv plmn " * 3]
-    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+    with httpx.Client(base_url=gateway.url, timeout=60, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
         def send(texts: list[str], n: int) -> None:
             for i in range(n):
                 assert http.post("/ai/sentiment/analyze", json={"text": texts[i % len(texts)]}).status_code == 200
 
         send(steady, 100)
         values = http.get("/admin/stats?family=sentiment").json()["versions"][str(version)]["values"]
-        PredictionMonitor(promoter.settings.state_dir / "drift").set_baseline("sentiment", values, version=version)
+        BaselineStore(promoter.settings.state_dir / "drift").write("sentiment", values, version=version)
         send(steady, 100)
         gauge = _gauge(http.get("/metrics").text, version)
         assert gauge is not None and gauge < 0.1
@@ -261,7 +270,7 @@ def _gauge(metrics: str, version: int) -> float | None:
 def test_a_restart_serves_the_same_versions_and_shares(exported_repository, tmp_path):
     """After a stop, `djserve serve` (Promoter.restore) loads exactly the policy's versions again;
     the repository's own `latest 2` would have loaded 2 and 3."""
-    from bentos.routing import FamilyPolicy, TrafficPolicy
+    from djserve.traffic import FamilyPolicy, TrafficPolicy
     from djserve.triton import TritonServer, TritonSettings
 
     repo = copy_committed_repository(tmp_path / "model_repository")

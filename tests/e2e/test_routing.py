@@ -8,7 +8,7 @@ import httpx
 import pytest
 import tritonclient.http as triton_http
 
-from bentos.routing import FamilyPolicy, PolicyStore, TrafficPolicy
+from djserve.traffic import FamilyPolicy, PolicyStore, TrafficPolicy
 
 
 @pytest.fixture(scope="module")

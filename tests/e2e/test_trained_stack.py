@@ -28,7 +28,7 @@ TRAINED = ("judge", "technical")
 def stack(tmp_path_factory):
     from djserve.process import free_port
     from djserve.triton import TritonServer, TritonSettings
-    from exporters.export import export_registered
+    from djserve.mlops.publish import export_registered
     from exporters.isolated import export_isolated
     from training.run import train_isolated
 

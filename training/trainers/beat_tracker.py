@@ -315,7 +315,8 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress) 
     rows = _rows(per_clip)
     n = len(held)
     extra = {"clips": per_clip, "timing_ms_per_clip": {k: 1000 * v / max(n, 1) for k, v in timing.items()}}
-    return Evaluation(rows, headline="heldout.f_measure", extra=extra)
+    samples = [float(c["model"]["f_measure"]) for c in per_clip if c["has_beat"]]
+    return Evaluation(rows, headline="heldout.f_measure", extra=extra, samples=samples)
 
 
 def _rows(clips: list[dict]) -> list[MetricRow]:

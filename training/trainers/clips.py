@@ -146,17 +146,23 @@ def regression_rows(
         for metric in ("r2", "mae", "pearson"):
             rows.append(MetricRow(subset, metric, model[metric], {"constant": base[metric]}))
 
-    if genres is not None:
-        w = np.array([weights_for(g) for g in genres])
-        overall_truth, overall_pred = (truth * w).sum(1), (pred * w).sum(1)
-        overall_const = float((train_mean[None, :] * w).sum(1).mean())
-    else:
-        overall_truth, overall_pred = truth.mean(1), pred.mean(1)
-        overall_const = float(train_mean.mean())
-    add("overall", overall_truth, overall_pred, overall_const)
+    overall_truth, overall_pred = overall(truth, genres), overall(pred, genres)
+    add("overall", overall_truth, overall_pred, float(overall(np.broadcast_to(train_mean, truth.shape), genres).mean()))
     for j, name in enumerate(names):
         add(name, truth[:, j], pred[:, j], float(train_mean[j]))
     return rows
+
+
+def overall(heads: np.ndarray, genres: Sequence[str] | None = None) -> np.ndarray:
+    """The overall score per window: genre-weighted heads (the judge's overall_score), else their mean."""
+    if genres is None:
+        return heads.mean(1)
+    return (heads * np.array([weights_for(g) for g in genres])).sum(1)
+
+
+def headline_samples(truth: np.ndarray, pred: np.ndarray, genres: Sequence[str] | None = None) -> list[float]:
+    """Each window's share of the headline overall R^2 (their mean is it)."""
+    return metrics.r2_contributions(overall(truth, genres), overall(pred, genres))
 
 
 def contrast_rows(predict, pairs: store.StoredDataset, prefix: str, heads: Sequence[str]) -> list[MetricRow]:

@@ -84,4 +84,5 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
         lambda audio, mixing: np.asarray(model.predict((mixing, np.zeros((len(mixing), 1), np.int64)), batch_size=16, verbose=0)),
         data.splits["contrasts"], "creative", HEADS,
     )
-    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()})
+    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()},
+                      samples=clips.headline_samples(truth, pred, None))

@@ -209,4 +209,5 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
     train_mean = data.splits["train"].labels("judge", HEADS).mean(0)
     rows = clips.regression_rows(truth, pred, HEADS, train_mean, genres=held.genres())
     rows += clips.contrast_rows(predict, data.splits["contrasts"], "judge", HEADS)
-    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()})
+    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()},
+                      samples=clips.headline_samples(truth, pred, held.genres()))

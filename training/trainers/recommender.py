@@ -337,4 +337,5 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress) 
             baselines = {"popularity": pop[metric], "random": float(np.mean([r[metric] for r in rand]))}
             rows.append(MetricRow(name, metric, ours[metric], baselines))
         extra[f"{name}_users"] = len(cases)
-    return Evaluation(rows=rows, headline=f"heldout.ndcg_at_{K}", extra=extra)
+    samples = [float(ndcg_at_k(_ranked(c, scores[c.user]), c.relevant, K)) for c in subsets["heldout"]]
+    return Evaluation(rows=rows, headline=f"heldout.ndcg_at_{K}", extra=extra, samples=samples)

@@ -190,12 +190,15 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
     train_labels = [r.label for r in data.splits["train"]]
     rows: list[MetricRow] = []
     extra: dict = {"labels": list(LABELS), "confusion": {}, "gold_predictions": []}
+    samples: list[float] = []
     for split in ("heldout", "gold"):
         lines = data.splits[split]
         _, pred = _predict(model, _encode(tokenizer, lines), 64)
         predicted = [LABELS[p] for p in pred]
         truth = [r.label for r in lines]
         extra["confusion"][split] = confusion_matrix(truth, predicted, labels=list(LABELS)).tolist()
+        if split == "heldout":
+            samples = [float(t == p) for t, p in zip(truth, predicted)]
         if split == "gold":
             extra["gold_predictions"] = [
                 {"language": r.language, "label": r.label, "predicted": p, "text": r.text}
@@ -208,7 +211,7 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
             base = metrics.classification(t, metrics.majority(train_labels, len(t)), LABELS)
             for name, value in metrics.classification(t, p, LABELS).items():
                 rows.append(MetricRow(subset, name, value, {"majority": base[name]}))
-    return Evaluation(rows=rows, headline="heldout.accuracy", extra=extra)
+    return Evaluation(rows=rows, headline="heldout.accuracy", extra=extra, samples=samples)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -112,4 +112,5 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
         lambda audio, mixing: np.asarray(model.predict((audio, mixing), batch_size=16, verbose=0)),
         data.splits["contrasts"], "technical", HEADS,
     )
-    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()})
+    return Evaluation(rows, headline="overall.r2", extra={"predictions": pred.tolist(), "truth": truth.tolist()},
+                      samples=clips.headline_samples(truth, pred, None))

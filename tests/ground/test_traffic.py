@@ -9,7 +9,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from bentos.routing import FAMILIES, FamilyPolicy, PolicyStore, Route, TrafficPolicy, bucket, route
+from djserve.traffic import FAMILIES, FamilyPolicy, PolicyStore, Route, TrafficPolicy, bucket, route
 
 KEYS = [f"battle-{i}" for i in range(2000)]
 
@@ -204,7 +204,7 @@ def test_store_survives_an_invalid_file(tmp_path, caplog):
     store.write(policy(10))
     good = store.current()
 
-    with caplog.at_level(logging.WARNING, logger="bentos.routing"):
+    with caplog.at_level(logging.WARNING, logger="djserve.traffic"):
         path.write_text("{not json")
         for _ in range(5):
             assert store.current() is good
@@ -236,5 +236,24 @@ def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     store.write(p)
     assert os.listdir(path.parent) == ["policy.json"]
     on_disk = json.loads(path.read_text())
-    assert on_disk["families"]["judge"] == {"stable": 1, "canary": 2, "canary_percent": 10.0, "previous_stable": None}
+    assert on_disk["families"]["judge"] == {"stable": 1, "canary": 2, "canary_percent": 10.0, "previous_stable": None,
+                                             "shadow": None, "shadow_percent": 0.0}
     assert on_disk["updated_by"] == "ci"
+
+
+def test_shadow_mirrors_the_keys_a_canary_takes_first_and_never_a_pinned_request():
+    fp = {"judge": FamilyPolicy(stable=1, shadow=2, shadow_percent=30)}
+    p = TrafficPolicy(families=fp)
+    keys = [f"k{i}" for i in range(3000)]
+    routes = [route(p, "judge", k) for k in keys]
+    assert {r.version for r in routes} == {1}  # the shadow answers nobody
+    mirrored = [k for k, r in zip(keys, routes) if r.shadow == 2]
+    assert abs(len(mirrored) / len(keys) - 0.30) < 0.03
+    canary = TrafficPolicy(families={"judge": FamilyPolicy(stable=1, canary=2, canary_percent=30)})
+    assert all(route(canary, "judge", k).canary for k in mirrored)
+    assert route(p, "judge", mirrored[0], pinned=1).shadow is None
+    assert fp["judge"].serving() == [1, 2] and fp["judge"].candidate == 2
+    with pytest.raises(ValueError, match="shadow and stable"):
+        FamilyPolicy(stable=1, shadow=1)
+    with pytest.raises(ValueError, match="no shadow version"):
+        FamilyPolicy(stable=1, shadow_percent=5)

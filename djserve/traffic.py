@@ -3,13 +3,17 @@
 A policy is data that changes while the gateway runs. It lives in a JSON file:
 
     {"families": {"judge": {"stable": 1, "canary": 2, "canary_percent": 10}, ...},
+     "sentiment": {"stable": 1, "shadow": 2, "shadow_percent": 25}},
      "updated_at": "2025-01-01T12:00:00Z", "updated_by": "ops"}
 
 `PolicyStore.current()` is cheap enough to call on every request (one `os.stat` while the file is
 unchanged) and re-reads the file when it changes; a bad file never breaks requests (the last good
 policy keeps serving). `route()` sends a key (a battle id, a user id) to the canary or the stable
 version by a stable hash, so the same key always gets the same version and raising the canary share
-only moves keys from stable to canary.
+only moves keys from stable to canary. A shadow version never answers anyone: the gateway mirrors the
+requests of `shadow_percent` of the keys to it after the caller has its answer, and compares.
+
+The policy is the contract between MLOps (which writes it) and the gateway (which reads it).
 
     store = PolicyStore(Path("policy.json"), default=lambda: TrafficPolicy.all_stable(FAMILIES))
     r = route(store.current(), "judge", key=battle_id, pinned=header_version)
@@ -47,6 +51,8 @@ class FamilyPolicy(BaseModel):
     canary: Optional[int] = Field(None, ge=1, description="the version under trial, if any")
     canary_percent: float = Field(0.0, ge=0.0, le=100.0, description="share of keys sent to the canary")
     previous_stable: Optional[int] = Field(None, ge=1, description="the champion before the last promotion (rollback target)")
+    shadow: Optional[int] = Field(None, ge=1, description="a candidate that gets mirrored requests; its answers are never returned")
+    shadow_percent: float = Field(0.0, ge=0.0, le=100.0, description="share of keys whose requests are mirrored to the shadow")
 
     @model_validator(mode="after")
     def _check(self) -> "FamilyPolicy":
@@ -54,7 +60,20 @@ class FamilyPolicy(BaseModel):
             raise ValueError(f"canary_percent is {self.canary_percent:g} but no canary version is set")
         if self.canary is not None and self.canary == self.stable:
             raise ValueError(f"canary and stable are both version {self.stable}")
+        if self.shadow_percent > 0 and self.shadow is None:
+            raise ValueError(f"shadow_percent is {self.shadow_percent:g} but no shadow version is set")
+        if self.shadow is not None and self.shadow == self.stable:
+            raise ValueError(f"shadow and stable are both version {self.stable}")
         return self
+
+    @property
+    def candidate(self) -> Optional[int]:
+        """The version under trial, in shadow or as the canary."""
+        return self.canary or self.shadow
+
+    def serving(self) -> list[int]:
+        """Every version this family needs loaded: stable, canary, shadow and the rollback target."""
+        return sorted({self.stable, *(v for v in (self.canary, self.shadow, self.previous_stable) if v)})
 
 
 class TrafficPolicy(BaseModel):
@@ -80,6 +99,8 @@ class Route:
     """The version is the family's canary."""
     pinned: bool
     """The caller asked for this version (X-Model-Version)."""
+    shadow: Optional[int] = None
+    """Mirror this request to that version once the caller is answered (never for pinned requests)."""
 
 
 def bucket(family: str, key: str) -> int:
@@ -99,9 +120,12 @@ def route(policy: TrafficPolicy, family: str, key: str, pinned: int | None = Non
         if isinstance(pinned, bool) or not isinstance(pinned, int) or pinned < 1:
             raise ValueError(f"pinned version must be an integer >= 1, got {pinned!r}")
         return Route(family, pinned, canary=fp.canary is not None and pinned == fp.canary, pinned=True)
-    if fp.canary is not None and fp.canary_percent > 0 and bucket(family, key) < fp.canary_percent * (BUCKETS / 100):
+    b = bucket(family, key)
+    if fp.canary is not None and fp.canary_percent > 0 and b < fp.canary_percent * (BUCKETS / 100):
         return Route(family, fp.canary, canary=True, pinned=False)
-    return Route(family, fp.stable, canary=False, pinned=False)
+    # The shadow mirrors the keys a canary takes first: its comparison is about the same traffic.
+    shadow = fp.shadow if fp.shadow is not None and b < fp.shadow_percent * (BUCKETS / 100) else None
+    return Route(family, fp.stable, canary=False, pinned=False, shadow=shadow)
 
 
 def newest_versions(repository: Path) -> TrafficPolicy:

@@ -1,0 +1,10 @@
+"""HTTP names shared by the gateway, the clients and the tests: headers and admin routes."""
+
+PIN_HEADER = "X-Model-Version"
+"""A request pinned to one model version (bypasses canary routing)."""
+REQUEST_ID_HEADER = "X-Request-ID"
+"""Carried by every answer; the key of its prediction-log entry and of `POST /ai/feedback`."""
+ADMIN_TOKEN_ENV = "DJSERVE_ADMIN_TOKEN"
+"""Bearer token required by every `/admin/*` route (Authorization: Bearer <token>)."""
+FEEDBACK_ROUTE = "/ai/feedback"
+STATS_ROUTE = "/admin/stats"
