@@ -37,12 +37,15 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from djserve.api import FEEDBACK_ROUTE, PIN_HEADER, REQUEST_ID_HEADER
 from djserve.schemas import (
     AudioData,
     BattleRequest,
     BattleResult,
     BattleSet,
     ErrorBody,
+    FeedbackAccepted,
+    FeedbackRequest,
     Health,
     LiveBeats,
     LiveChunkRequest,
@@ -65,11 +68,10 @@ __all__ = [
     "InvalidRequest",
     "ServiceUnavailable",
     "PIN_HEADER",
+    "REQUEST_ID_HEADER",
 ]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:3000"
-PIN_HEADER = "X-Model-Version"
-"""Request header that pins the model version (the gateway's traffic policy is bypassed)."""
 
 Audio = Union[bytes, bytearray, memoryview, str, Path]
 """Audio bytes, or the path of an audio file (a `str` is a path)."""
@@ -162,6 +164,18 @@ def _pin(pin_version: Optional[int]) -> dict[str, str]:
     if isinstance(pin_version, bool) or not isinstance(pin_version, int) or pin_version < 1:
         raise ValueError(f"pin_version must be an integer >= 1, got {pin_version!r}")
     return {PIN_HEADER: str(pin_version)}
+
+
+def _with_request_id(call: "_Call", request_id: Optional[str]) -> "_Call":
+    """Send our own X-Request-ID, so a label learned later can name this answer (`feedback`)."""
+    if request_id:
+        call.kwargs["headers"] = {**call.kwargs.get("headers", {}), REQUEST_ID_HEADER: request_id}
+    return call
+
+
+def _feedback(request_id: str, kind: str, value: Union[float, str], index: int) -> "_Call":
+    body = FeedbackRequest(request_id=request_id, kind=kind, value=value, index=index)
+    return _Call("POST", FEEDBACK_ROUTE, FeedbackAccepted, {"json": _body(body)})
 
 
 def _body(model: BaseModel) -> dict[str, Any]:
@@ -325,28 +339,34 @@ class GatewayClient:
         return _result(call, response)
 
     def analyze_set(self, audio: Audio, *, battle_id: str, genre: str, tracks: Optional[Sequence[Track]] = None,
-                    pin_version: Optional[int] = None) -> ScoreSheet:
+                    pin_version: Optional[int] = None, request_id: Optional[str] = None) -> ScoreSheet:
         """Score one DJ set (multipart upload to POST /ai/judge/analyze)."""
-        return self._send(_analyze_set(audio, battle_id, genre, tracks, pin_version))
+        return self._send(_with_request_id(_analyze_set(audio, battle_id, genre, tracks, pin_version), request_id))
 
-    def judge_battle(self, battle_id: str, genre: str, sets: Sequence[tuple], pin_version: Optional[int] = None
-                     ) -> BattleResult:
+    def judge_battle(self, battle_id: str, genre: str, sets: Sequence[tuple], pin_version: Optional[int] = None,
+                     request_id: Optional[str] = None) -> BattleResult:
         """Score both sets of a battle: `sets` is [(dj_id, audio), (dj_id, audio)], optionally
         (dj_id, audio, tracks). POST /ai/judge/battle with the audio base64 encoded."""
-        return self._send(_judge_battle(battle_id, genre, sets, pin_version))
+        return self._send(_with_request_id(_judge_battle(battle_id, genre, sets, pin_version), request_id))
 
-    def analyze_sentiment(self, text: str, language: Optional[str] = None) -> SentimentResult:
-        return self._send(_sentiment(text, language))
+    def analyze_sentiment(self, text: str, language: Optional[str] = None, request_id: Optional[str] = None) -> SentimentResult:
+        return self._send(_with_request_id(_sentiment(text, language), request_id))
 
-    def analyze_sentiment_batch(self, texts: Sequence[Union[str, SentimentRequest]]) -> SentimentBatchResult:
-        return self._send(_sentiment_batch(texts))
+    def analyze_sentiment_batch(self, texts: Sequence[Union[str, SentimentRequest]],
+                                request_id: Optional[str] = None) -> SentimentBatchResult:
+        return self._send(_with_request_id(_sentiment_batch(texts), request_id))
 
-    def recommend_battles(self, user_id: str, limit: int = 10) -> Recommendations:
-        return self._send(_recommend(user_id, limit))
+    def recommend_battles(self, user_id: str, limit: int = 10, request_id: Optional[str] = None) -> Recommendations:
+        return self._send(_with_request_id(_recommend(user_id, limit), request_id))
 
-    def live_beats(self, audio: Audio, stream_id: str) -> LiveBeats:
+    def live_beats(self, audio: Audio, stream_id: str, request_id: Optional[str] = None) -> LiveBeats:
         """One chunk (0.3-10 s) of a live stream: beat probability, beat times, tempo and tempo confidence."""
-        return self._send(_live_beats(audio, stream_id))
+        return self._send(_with_request_id(_live_beats(audio, stream_id), request_id))
+
+    def feedback(self, request_id: str, kind: str, value: Union[float, str], index: int = 0) -> FeedbackAccepted:
+        """A label learned after the answer with this X-Request-ID: `judge_score` (the judges' overall
+        score in [0, 1]), `battle_winner` (djId), `sentiment_label`, `recommendation_click` (battleId)."""
+        return self._send(_feedback(request_id, kind, value, index))
 
     def health(self) -> Health:
         """GET /health; a degraded gateway's 503 with a Health body is returned, not raised."""
@@ -389,26 +409,31 @@ class AsyncGatewayClient:
             raise _connection_error(call, e) from e
         return _result(call, response)
 
-    async def analyze_set(self, audio: Audio, *, battle_id: str, genre: str,
-                          tracks: Optional[Sequence[Track]] = None, pin_version: Optional[int] = None) -> ScoreSheet:
+    async def analyze_set(self, audio: Audio, *, battle_id: str, genre: str, tracks: Optional[Sequence[Track]] = None,
+                          pin_version: Optional[int] = None, request_id: Optional[str] = None) -> ScoreSheet:
         """Score one DJ set (multipart upload to POST /ai/judge/analyze). A path is read synchronously."""
-        return await self._send(_analyze_set(audio, battle_id, genre, tracks, pin_version))
+        return await self._send(_with_request_id(_analyze_set(audio, battle_id, genre, tracks, pin_version), request_id))
 
     async def judge_battle(self, battle_id: str, genre: str, sets: Sequence[tuple],
-                           pin_version: Optional[int] = None) -> BattleResult:
-        return await self._send(_judge_battle(battle_id, genre, sets, pin_version))
+                           pin_version: Optional[int] = None, request_id: Optional[str] = None) -> BattleResult:
+        return await self._send(_with_request_id(_judge_battle(battle_id, genre, sets, pin_version), request_id))
 
-    async def analyze_sentiment(self, text: str, language: Optional[str] = None) -> SentimentResult:
-        return await self._send(_sentiment(text, language))
+    async def analyze_sentiment(self, text: str, language: Optional[str] = None,
+                                request_id: Optional[str] = None) -> SentimentResult:
+        return await self._send(_with_request_id(_sentiment(text, language), request_id))
 
-    async def analyze_sentiment_batch(self, texts: Sequence[Union[str, SentimentRequest]]) -> SentimentBatchResult:
-        return await self._send(_sentiment_batch(texts))
+    async def analyze_sentiment_batch(self, texts: Sequence[Union[str, SentimentRequest]],
+                                      request_id: Optional[str] = None) -> SentimentBatchResult:
+        return await self._send(_with_request_id(_sentiment_batch(texts), request_id))
 
-    async def recommend_battles(self, user_id: str, limit: int = 10) -> Recommendations:
-        return await self._send(_recommend(user_id, limit))
+    async def recommend_battles(self, user_id: str, limit: int = 10, request_id: Optional[str] = None) -> Recommendations:
+        return await self._send(_with_request_id(_recommend(user_id, limit), request_id))
 
-    async def live_beats(self, audio: Audio, stream_id: str) -> LiveBeats:
-        return await self._send(_live_beats(audio, stream_id))
+    async def live_beats(self, audio: Audio, stream_id: str, request_id: Optional[str] = None) -> LiveBeats:
+        return await self._send(_with_request_id(_live_beats(audio, stream_id), request_id))
+
+    async def feedback(self, request_id: str, kind: str, value: Union[float, str], index: int = 0) -> FeedbackAccepted:
+        return await self._send(_feedback(request_id, kind, value, index))
 
     async def health(self) -> Health:
         return await self._send(_health())

@@ -206,6 +206,24 @@ def test_sentiment_batch_and_recommendations():
         assert json.loads(rec.last.content) == {"userId": "u-1", "limit": 5}
 
 
+def test_our_request_id_and_feedback_naming_it():
+    from djserve.schemas import FeedbackAccepted
+
+    accepted = FeedbackAccepted(request_id="battle-7-a", family="judge", version=2, metric="neg_abs_error", score=-0.05)
+    gw, rec = client({
+        "/ai/sentiment/analyze": httpx.Response(200, json=dump(sentiment(2))),
+        "/ai/feedback": httpx.Response(202, json=dump(accepted)),
+    })
+    with gw:
+        gw.analyze_sentiment("great set!", request_id="chat-9")
+        assert rec.last.headers["X-Request-ID"] == "chat-9"
+        gw.analyze_sentiment("great set!")
+        assert "X-Request-ID" not in rec.last.headers  # the gateway makes one
+        result = gw.feedback("battle-7-a", "judge_score", 0.75)
+    assert result == accepted
+    assert json.loads(rec.last.content) == {"requestId": "battle-7-a", "kind": "judge_score", "value": 0.75, "index": 0}
+
+
 def test_health_and_ready():
     healthy = Health(status="healthy", triton=True, models={"judge": True}, version="0.1.0")
     degraded = Health(status="degraded", triton=False, models={"judge": False}, version="0.1.0")
