@@ -48,9 +48,11 @@ def track(model_type: str, version: int | str | None, genre: str = "none") -> It
 
 @functools.cache
 def shadow_metrics():
-    """(ai_shadow_requests_total{model_type,version,outcome}, ai_shadow_agreement{model_type,version}).
+    """(ai_shadow_requests_total{model_type,version,outcome}, ai_shadow_agreement{model_type,version},
+    ai_shadow_score_difference{model_type,version}).
 
-    outcome: ok (the shadow answered), error (it failed), dropped (the mirror queue was full)."""
+    outcome: ok (the shadow answered), error (it failed), dropped (the mirror queue was full); the
+    difference is the shadow's output summary minus the stable's on the same request."""
     import prometheus_client as prom
 
     requests = prom.Counter(
@@ -62,7 +64,13 @@ def shadow_metrics():
         ("model_type", "version"),
         multiprocess_mode="livemin",
     )
-    return requests, agreement
+    difference = prom.Histogram(
+        "ai_shadow_score_difference",
+        "Shadow minus stable output summary on the same request",
+        ("model_type", "version"),
+        buckets=(-0.5, -0.2, -0.1, -0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+    )
+    return requests, agreement, difference
 
 
 @functools.cache

@@ -15,8 +15,9 @@ The shadow's answers are never returned, and its outcomes never enter the versio
 `VersionStats` (which the canary gates read). A full queue drops the mirror (counted); a failing
 shadow is counted, logged (rate limited) and never raised.
 
-Prometheus: `ai_shadow_requests_total{model_type,version,outcome}` (ok | error | dropped) and the
-gauge `ai_shadow_agreement{model_type,version}`.
+Prometheus: `ai_shadow_requests_total{model_type,version,outcome}` (ok | error | dropped), the
+gauge `ai_shadow_agreement{model_type,version}` and the histogram
+`ai_shadow_score_difference{model_type,version}` (shadow minus stable summary).
 """
 
 from __future__ import annotations
@@ -156,8 +157,11 @@ class ShadowMirror:
             stable_latency_s=job.stable_latency_s, shadow_latency_s=latency,
         )
         self._count(job.family, job.shadow, "ok")
+        _, agreement_gauge, difference = shadow_metrics()
+        labels = {"model_type": job.family, "version": str(job.shadow)}
+        difference.labels(**labels).observe(value - job.stable_value)
         if agreement is not None:
-            shadow_metrics()[1].labels(model_type=job.family, version=str(job.shadow)).set(agreement)
+            agreement_gauge.labels(**labels).set(agreement)
 
     # -- housekeeping --
 

@@ -472,12 +472,13 @@ def _since(now: FamilyStats, then: FamilyStats | None, version: int) -> ArmSampl
     requests = cur.requests_total - (before.requests_total if before else 0)
     errors = cur.errors_total - (before.errors_total if before else 0)
     ok = max(requests - errors, 0)
+    labels = cur.labels.total - (before.labels.total if before else 0)
     return ArmSample(
         requests=max(requests, 0),
         errors=max(errors, 0),
         latencies_s=cur.latencies_s[-requests:] if requests > 0 else [],
         values=cur.values[-ok:] if ok > 0 else [],
-        labels=cur.labels.scores,
+        labels=cur.labels.scores[-labels:] if labels > 0 else [],
     )
 
 

@@ -216,6 +216,7 @@ def test_decisions_agree_per_pair_and_the_gauge_follows(tmp_path):
     sh = backend.monitor.stats("sentiment").shadow
     assert sh.pairs == 2 and sh.agreement == 0.5
     assert sample("ai_shadow_agreement", model_type="sentiment", version="2") == 0.5
+    assert sample("ai_shadow_score_difference_count", model_type="sentiment", version="2") >= 2
 
 
 def test_decision_per_family():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 
 import httpx
 import pytest
@@ -110,8 +111,12 @@ def test_a_shadow_with_identical_weights_gets_mirrored_requests_and_agrees(stack
         assert set(versions) == {1}, "every caller gets the stable version"
 
         assert poll(lambda: (stats(http, "sentiment").shadow.mirrored_total or 0) >= len(texts) + 1, 30)
-        before = stats(http, "sentiment")
-        assert poll(lambda: stats(http, "sentiment").shadow.mirrored_total == before.shadow.mirrored_total, 5)
+        def settled() -> bool:  # the queue has drained: two reads a moment apart agree
+            first = stats(http, "sentiment").shadow.mirrored_total
+            time.sleep(0.5)
+            return stats(http, "sentiment").shadow.mirrored_total == first
+
+        assert poll(settled, 30)
         sh = stats(http, "sentiment").shadow
         assert (sh.stable, sh.shadow, sh.dropped_total, sh.errors_total) == (1, 2, 0, 0)
         assert sh.pairs == sh.mirrored_total >= len(texts) + 1
@@ -126,5 +131,12 @@ def test_a_shadow_with_identical_weights_gets_mirrored_requests_and_agrees(stack
         assert len(ok) == 1 and float(ok[0].rsplit(" ", 1)[1]) == sh.mirrored_total
         agreement = [l for l in metrics.splitlines() if l.startswith("ai_shadow_agreement{") and 'model_type="sentiment"' in l]
         assert len(agreement) == 1 and float(agreement[0].rsplit(" ", 1)[1]) == 1.0
+        def bucket(le: str) -> float:
+            found = [l for l in metrics.splitlines() if l.startswith("ai_shadow_score_difference_bucket{")
+                     and 'model_type="sentiment"' in l and f'le="{le}"' in l]
+            assert len(found) == 1
+            return float(found[0].rsplit(" ", 1)[1])
+
+        assert bucket("-0.01") == 0 and bucket("0.01") == sh.mirrored_total  # identical weights: differences ~0
     finally:
         policies.write(TrafficPolicy.all_stable(FAMILIES))
