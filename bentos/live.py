@@ -18,7 +18,7 @@ import numpy as np
 
 from bentos import audio
 from bentos.backend import ModelBackend
-from bentos.judge import open_set
+from bentos.judge import as_gateway_error, open_set
 from bentos.metrics import track
 from djserve import beats
 from djserve.schemas import LiveBeats
@@ -44,7 +44,10 @@ async def analyze_chunk(
     source = open_set(data, limits, declared_format)
     r = backend.route(SPEC.name, stream_id, pinned)
     with track(SPEC.name, r.version):
-        mel = await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, _beat_mel, source)
+        try:
+            mel = await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, _beat_mel, source)
+        except audio.AudioError as exc:  # found while decoding (a stream shorter than its header said)
+            raise as_gateway_error(exc) from None
         out = await backend.infer(SPEC.name, {"mel_frames": mel}, r)
     found = await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, beats.decode, out["beat_activation"][0])
     return LiveBeats(

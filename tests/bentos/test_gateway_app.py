@@ -274,3 +274,22 @@ def test_a_shadow_with_its_own_tokenizer_gets_its_own_tokens(make):
     (_, _, v1), (_, _, v2) = sorted((c for c in fake.calls if c[0] == "sentiment"), key=lambda c: c[1])
     assert v1["input_ids"].tolist() != v2["input_ids"].tolist()
     assert v1["attention_mask"].tolist() == v2["attention_mask"].tolist()  # the same words, other ids
+
+
+def test_an_audio_fault_found_while_decoding_a_live_chunk_is_its_4xx(make, monkeypatch):
+    """A chunk whose header passes but whose decoded audio is too short (an MP3 of 0.3 s decoding to
+    a little less) was a 500 from the live thread pool."""
+    import base64
+
+    from bentos import audio, live
+    from loadtest.samples import click_track, encode
+
+    def too_short(source):
+        raise audio.AudioError("audio_too_short", "audio is 0.3 s long; at least 0.3 s is needed")
+
+    monkeypatch.setattr(live, "_beat_mel", too_short)
+    gw, client = make()
+    chunk = base64.b64encode(encode(click_track(128, 1.0))).decode()
+    r = client.post("/ai/live/beats", json={"streamId": "s-1", "audioData": {"base64": chunk}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "audio_too_short", r.text
+    assert sentiment(client).status_code == 200  # and the gateway serves everyone else
