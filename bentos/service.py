@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from bentos import audio, judge, live, recommend, request_id, sentiment
+from bentos.openapi import errors, install, json_body, multipart_or_json_body
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
 from bentos.predictions import KindMismatch, LabelMismatch, PredictionStore, UnknownRequest, digest
@@ -54,6 +55,7 @@ from djserve.schemas import (
     Recommendations,
     ScoreSheet,
     SentimentBatchRequest,
+    SentimentBatchResult,
     SentimentRequest,
     SentimentResult,
     ServedModels,
@@ -65,7 +67,13 @@ log = logging.getLogger("djserve.gateway")
 PIN_HEADER = api.PIN_HEADER
 
 app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__)
+install(app)  # the request bodies' schemas join the generated /openapi.json
 app.add_middleware(request_id.RequestIdMiddleware)
+
+MODEL_ERRORS = errors(400, 404, 422, 502, 503)
+"""What every model endpoint can answer besides its result (404: a pinned version that is not loaded)."""
+AUDIO_ERRORS = errors(400, 404, 413, 415, 422, 502, 503)
+"""... and an audio upload's limits and formats."""
 
 #: Inputs larger than this are digested in a thread (sha256 releases the GIL), not on the event loop.
 DIGEST_INLINE_BYTES = 1 << 20
@@ -225,7 +233,11 @@ class Gateway:
 
     # --- judge ---------------------------------------------------------------------------
 
-    @app.post("/ai/judge/analyze", response_model=ScoreSheet)
+    @app.post("/ai/judge/analyze", response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=multipart_or_json_body(
+        {"audio": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG or MP3"},
+         "battleId": {"type": "string", "minLength": 1}, "genre": {"type": "string", "minLength": 1},
+         "tracks": {"type": "string", "description": "JSON list of {title, artist, genre}"}},
+        ["audio", "battleId", "genre"], JudgeRequest))
     async def judge_analyze(self, request: Request) -> ScoreSheet:
         """Score one DJ set: multipart (`audio` file + battleId, genre, tracks JSON) or JSON base64."""
         self._check_size(request)
@@ -255,7 +267,7 @@ class Gateway:
         self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
         return sheet
 
-    @app.post("/ai/judge/battle", response_model=BattleResult)
+    @app.post("/ai/judge/battle", response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=json_body(BattleRequest))
     async def judge_battle(self, request: Request) -> BattleResult:
         """Both sets of one battle: two score sheets, the winner and the margin (S1:889-910)."""
         import asyncio
@@ -286,7 +298,7 @@ class Gateway:
 
     # --- live analysis -------------------------------------------------------------------
 
-    @app.post("/ai/live/beats", response_model=LiveBeats)
+    @app.post("/ai/live/beats", response_model=LiveBeats, responses=AUDIO_ERRORS, openapi_extra=json_body(LiveChunkRequest))
     async def live_beats(self, request: Request) -> LiveBeats:
         """One chunk of a live stream (JSON base64 audio, 0.3-10 s): beat probability and tempo confidence."""
         self._check_size(request)
@@ -299,14 +311,16 @@ class Gateway:
 
     # --- sentiment -----------------------------------------------------------------------
 
-    @app.post("/ai/sentiment/analyze", response_model=SentimentResult)
+    @app.post("/ai/sentiment/analyze", response_model=SentimentResult, responses=MODEL_ERRORS,
+              openapi_extra=json_body(SentimentRequest))
     async def sentiment_analyze(self, request: Request) -> SentimentResult:
         body = _parse(SentimentRequest, await _json(request))
         result = await sentiment.analyze(self.backend, [body], self.settings.max_text_chars, _pin(request))
         self._record_sentiment(request, [body.text], result.results)
         return result.results[0]
 
-    @app.post("/ai/sentiment/analyze/batch")
+    @app.post("/ai/sentiment/analyze/batch", response_model=SentimentBatchResult, responses=MODEL_ERRORS,
+              openapi_extra=json_body(SentimentBatchRequest))
     async def sentiment_analyze_batch(self, request: Request):
         body = _parse(SentimentBatchRequest, await _json(request))
         if not body.messages:
@@ -328,7 +342,8 @@ class Gateway:
 
     # --- recommendations -------------------------------------------------------------------
 
-    @app.post("/ai/recommendations/battles", response_model=Recommendations)
+    @app.post("/ai/recommendations/battles", response_model=Recommendations, responses=MODEL_ERRORS,
+              openapi_extra=json_body(RecommendationRequest))
     async def recommendations(self, request: Request) -> Recommendations:
         body = _parse(RecommendationRequest, await _json(request))
         limit = min(body.limit, self.settings.max_recommendations)
@@ -340,7 +355,8 @@ class Gateway:
 
     # --- feedback --------------------------------------------------------------------------
 
-    @app.post(api.FEEDBACK_ROUTE, status_code=202, response_model=FeedbackAccepted)
+    @app.post(api.FEEDBACK_ROUTE, status_code=202, response_model=FeedbackAccepted, responses=errors(400, 404, 422),
+              openapi_extra=json_body(FeedbackRequest))
     async def feedback(self, request: Request) -> JSONResponse:
         """A label the platform learned later (the judges' score, the battle's winner, a chat
         message's sentiment, a click), graded against the prediction its requestId names."""
@@ -362,7 +378,7 @@ class Gateway:
 
     # --- MLOps ----------------------------------------------------------------------------
 
-    @app.get(api.STATS_ROUTE, response_model=FamilyStats, dependencies=ADMIN)
+    @app.get(api.STATS_ROUTE, response_model=FamilyStats, dependencies=ADMIN, responses=errors(401, 404, 422))
     async def admin_stats(self, family: str) -> FamilyStats:
         """Live outcomes per version (totals since start, the last 1,000 in detail), the platform's
         labels, and the shadow comparison: what canary gates are computed from. Admin token needed."""
@@ -381,7 +397,7 @@ class Gateway:
 
     # --- health --------------------------------------------------------------------------
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
     async def health(self) -> JSONResponse:
         """The design documents' checker (S0:1372-1466) calls this: 200 healthy, 503 degraded."""
         server, families = await self.backend.readiness()
