@@ -284,6 +284,7 @@ def serve(
     from djserve.gateway import GatewayServer
     from djserve.mlops.promotion import PromotionError
     from djserve.process import ProcessStartError
+    from djserve.supervision import RestartBudget
     from djserve.triton import TritonError, TritonServer
 
     cfg = settings()
@@ -321,10 +322,38 @@ def serve(
             f"Triton gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}"
         )
         console.print(f"logs in {cfg.state_dir / 'logs'}; Ctrl-C to stop")
+
+        def restart_triton() -> None:
+            triton.stop()  # the rest of its process group, its shared memory
+            triton.start(assemble=False)
+            triton.wait_ready()
+            _promoter(triton.http_url).restore()  # the policy's versions, not the repository's newest
+
+        def restart_gateway() -> None:
+            gateway.stop()
+            gateway.start()
+            gateway.wait_ready()
+
+        children = {"Triton": (triton, restart_triton, RestartBudget()), "gateway": (gateway.child, restart_gateway, RestartBudget())}
         while not stop.wait(0.5):
-            for name, proc in (("Triton", triton), ("gateway", gateway.child)):
-                if not proc.is_running():
-                    _fail(f"{name} exited unexpectedly; see {proc.log_file}")
+            for name, (proc, restart, budget) in children.items():
+                if proc.is_running() or stop.is_set():
+                    continue
+                code = proc.process.returncode if proc.process is not None else None
+                delay = budget.next_delay(time.monotonic())
+                if delay is None:
+                    _fail(f"{name} keeps crashing ({budget.max_restarts} restarts within {budget.window_s:g} s, "
+                          f"last exit code {code}); stopping. See {proc.log_file}")
+                # Meanwhile the gateway answers 503 with Retry-After and /readyz is false.
+                console.print(f"[yellow]{name} exited (code {code}); restarting in {delay:g} s "
+                              f"(restart {budget.recent} of {budget.max_restarts} allowed per {budget.window_s:g} s)")
+                if stop.wait(delay):
+                    break
+                try:
+                    restart()
+                    console.print(f"[green]{name} is back[/] after restart {budget.recent}")
+                except (TritonError, ProcessStartError, PromotionError) as exc:
+                    console.print(f"[red]{name} restart failed:[/] {str(exc).splitlines()[0]}", highlight=False)
         console.print("stopping the gateway, then Triton")
     except (TritonError, ProcessStartError, PromotionError) as exc:
         _fail(str(exc))

@@ -89,3 +89,48 @@ def test_serve_with_an_admin_key_restricts_model_control_only(exported_repositor
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_killed_triton_is_restarted_and_the_stack_heals(exported_repository, tmp_path):
+    """SIGKILL to tritonserver: the gateway answers 503 meanwhile, then `djserve serve` restarts
+    Triton, restores the policy's versions and the stack serves again by itself."""
+    proc, ports, lines = start_serve(exported_repository, tmp_path)
+    try:
+        assert proc.poll() is None, "".join(lines)
+        gateway = f"http://127.0.0.1:{ports['port']}"
+
+        def tritons():
+            return [c for c in psutil.Process(proc.pid).children(recursive=True)
+                    if "tritonserver" in " ".join(c.cmdline()) and c.status() != psutil.STATUS_ZOMBIE]
+
+        first = tritons()
+        assert len(first) == 1
+        first[0].kill()
+        first[0].wait(timeout=30)
+        down = httpx.post(f"{gateway}/ai/sentiment/analyze", json={"text": "what a set"}, timeout=30)
+        assert down.status_code in (200, 503)  # 503 while Triton is away (200 only if it is back already)
+        if down.status_code == 503:
+            assert down.headers["Retry-After"] and down.json()["error"]["code"] == "triton_unavailable"
+
+        def healed() -> bool:
+            try:
+                ok = httpx.get(f"{gateway}/readyz", timeout=5).status_code == 200
+                return ok and httpx.post(f"{gateway}/ai/sentiment/analyze", json={"text": "what a set"},
+                                         timeout=30).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not healed():  # a bound on waiting, not a timing assertion
+            time.sleep(1)
+        assert healed() and proc.poll() is None
+        second = tritons()
+        assert len(second) == 1 and second[0].pid != first[0].pid
+
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        assert "Triton exited" in out and "Triton is back" in out, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
