@@ -349,10 +349,7 @@ class Promoter:
         fp = self.policy(family)
         deadline = time.monotonic() + self.promo.watch_step_timeout_s
         while True:
-            try:
-                shadow = self.stats(family).shadow
-            except (OSError, ValueError, urllib.error.URLError):
-                shadow = None
+            shadow = (self._snapshot(family) or FamilyStats(family=family)).shadow
             if shadow is not None and shadow.shadow == fp.shadow and shadow.pairs + shadow.errors_total >= self.promo.shadow_min_pairs:
                 break
             if time.monotonic() > deadline:
