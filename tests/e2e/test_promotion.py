@@ -28,7 +28,7 @@ from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch
 from loadtest.samples import click_track, encode
-from tests.conftest import ADMIN_TOKEN, copy_committed_repository, free_port, poll, start_gateway
+from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, free_port, poll, start_gateway
 
 CLIPS = [encode(click_track(bpm, 2.5, seed=i)) for i, bpm in enumerate((96, 128, 150))]
 
@@ -58,7 +58,7 @@ def stack(exported_repository, tmp_path_factory):
     gateway.start()
     promo = PromotionSettings(triton_http_url=triton.http_url, gateway_url=gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
                               watch_poll_s=0.5, watch_step_timeout_s=240, gates=OnlineGateConfig(min_requests=60, error_rate_regression=0.1,
-                                                                    min_latencies=30, min_values=60))
+                                                                    min_latencies=30, min_values=60, latency_slack_s=CI_LATENCY_SLACK_S))
     promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=lambda line: None)
     try:
         gateway.wait_ready()
@@ -219,7 +219,9 @@ def test_watch_rolls_back_an_unexpected_output_shift_and_completes_an_expected_o
     for t in threads:
         t.start()
     try:
-        assert promoter.watch("judge", steps=[50, 100]) == outcome
+        result = promoter.watch("judge", steps=[50, 100])
+        rollbacks = [h.get("reason") for h in promoter.registry.history("judge") if h["action"] == "rollback"]
+        assert result == outcome, f"watch {result}; last rollback: {rollbacks[-1:] }"
     finally:
         stop.set()
         for t in threads:

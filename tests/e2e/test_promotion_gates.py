@@ -30,7 +30,7 @@ from djserve.registry import CHAMPION
 from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from djserve.settings import PROJECT_ROOT
-from tests.conftest import ADMIN_TOKEN, copy_committed_repository, free_port, skip_without_tritonserver, start_gateway
+from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, free_port, skip_without_tritonserver, start_gateway
 
 skip_without_tritonserver()
 
@@ -77,7 +77,8 @@ def stack(trained, exported_repository, tmp_path_factory):
             promo = PromotionSettings(
                 triton_http_url=triton.http_url, gateway_url=gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
                 watch_poll_s=0.5, watch_step_timeout_s=300, shadow_min_pairs=40,
-                gates=OnlineGateConfig(min_requests=30, error_rate_regression=0.1, min_latencies=20, min_values=30),
+                gates=OnlineGateConfig(min_requests=30, error_rate_regression=0.1, min_latencies=20, min_values=30,
+                                       latency_slack_s=CI_LATENCY_SLACK_S),
             )
             promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=print)
             promoter.materialize()
