@@ -20,6 +20,7 @@ import numpy as np
 
 from bentos.errors import GatewayError, TritonUnavailable
 from bentos.monitoring import PredictionMonitor, summarize
+from bentos.replicas import ReplicaPool
 from bentos.settings import FaultSpec, GatewaySettings
 from bentos.shadow import ShadowMirror
 from djserve.traffic import FAMILIES, PolicyStore, Route, newest_versions, route
@@ -47,8 +48,10 @@ Inputs = Mapping[str, np.ndarray]
 class ModelBackend:
     def __init__(self, settings: GatewaySettings, client=None):
         self.settings = settings
-        self.client = client or AsyncTritonModelClient(settings.triton_url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
-        """The Triton client (`infer`, `is_ready`, `close`); tests pass a fake."""
+        self.client = client or ReplicaPool.connect(
+            settings.triton_url, lambda url: AsyncTritonModelClient(url, settings.triton_timeout_s, channel_args=CHANNEL_ARGS)
+        )
+        """The Triton client over the replicas (`infer`, `is_ready`, `close`); tests pass a fake."""
         self.policies = PolicyStore(settings.policy_file, default=lambda: newest_versions(settings.repository))
         self.monitor = PredictionMonitor(settings.drift_baseline_dir)
         """Live windows per family and version: canary gates and drift read them."""

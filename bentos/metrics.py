@@ -9,7 +9,10 @@ from __future__ import annotations
 import functools
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
+
+from djserve.supervision import SupervisionRecord
 
 LABELS = ("model_type", "genre", "version", "status")
 
@@ -79,3 +82,40 @@ def prediction_log_errors():
     import prometheus_client as prom
 
     return prom.Counter("ai_prediction_log_errors_total", "Prediction or feedback records that could not be logged", ("log",))
+
+
+@functools.cache
+def triton_retries():
+    """ai_triton_retries_total{outcome}: inference calls that a Triton replica refused UNAVAILABLE and
+    that were sent once more to another replica (outcome ok: the retry answered; error: it failed too)."""
+    import prometheus_client as prom
+
+    return prom.Counter("ai_triton_retries_total", "Inference calls retried on another Triton replica", ("outcome",))
+
+
+@functools.cache
+def child_restarts():
+    """djserve_child_restarts{child}: restarts of a stack child (triton-0, gateway-0, ...) by the
+    supervisor of `djserve serve`, read from its record (djserve.supervision)."""
+    import prometheus_client as prom
+
+    return prom.Gauge("djserve_child_restarts", "Restarts of a stack child by its supervisor", ("child",),
+                      multiprocess_mode="max")
+
+
+class RestartsExport:
+    """Copies the supervisor's record to `djserve_child_restarts` when the file has changed."""
+
+    def __init__(self, path: Path):
+        self.path, self._seen = path, None
+
+    def refresh(self) -> None:
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            return  # no supervisor (Kubernetes counts container restarts itself)
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        for child, record in SupervisionRecord.read(self.path).children.items():
+            child_restarts().labels(child=child).set(record.restarts)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from djserve.api import ADMIN_TOKEN_ENV
 from djserve.settings import PROJECT_ROOT
+from djserve.supervision import SUPERVISION_FILE
 
 DATA = Path(__file__).parent / "data"
 
@@ -38,7 +39,8 @@ class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DJSERVE_GATEWAY_")
 
     triton_url: str = "127.0.0.1:8001"
-    """Triton's gRPC endpoint (host:port)."""
+    """Triton's gRPC endpoint(s): `host:port`, a comma-separated list of replicas, or `dns:///name:port`
+    for every address of a name (a headless Service). Calls spread over them (bentos.replicas)."""
     triton_timeout_s: float = Field(10.0, gt=0)
     """Bound on every Triton call; past it the request is answered 503 with Retry-After."""
     retry_after_s: int = Field(5, ge=1)
@@ -82,6 +84,8 @@ class GatewaySettings(BaseSettings):
     """Log files kept per log; older ones are deleted (disk bound: max_mb x keep_files per log)."""
     feedback_index_size: int = Field(100_000, ge=1)
     """Recent predictions feedback can name (request id -> prediction, in memory); older ids get 404."""
+    supervision_file: Path = PROJECT_ROOT / ".djserve" / SUPERVISION_FILE
+    """The supervisor's record of child restarts (`djserve serve`), exported as djserve_child_restarts."""
     fault_injection: dict[str, FaultSpec] = {}
     """Drills only: family -> FaultSpec (injected delays and 502s for one version). Empty in production."""
 

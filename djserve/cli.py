@@ -275,91 +275,53 @@ def serve(
     http_port: Annotated[Optional[int], typer.Option(help="Triton HTTP port")] = None,
     grpc_port: Annotated[Optional[int], typer.Option(help="Triton gRPC port")] = None,
     metrics_port: Annotated[Optional[int], typer.Option(help="Triton metrics port")] = None,
+    replicas: Annotated[int, typer.Option(min=1, max=8, help="Triton replicas (the first on the given ports, "
+                                          "the others on free ones); the gateway spreads calls over them")] = 1,
 ) -> None:
-    """Run Triton and the BentoML gateway together until Ctrl-C/SIGTERM."""
+    """Run Triton and the BentoML gateway together until Ctrl-C/SIGTERM, restarting a child that dies."""
     import signal
     import threading
 
-    from djserve.api import ADMIN_TOKEN_ENV
-    from djserve.gateway import GatewayServer
+    from pydantic import ValidationError
+
     from djserve.mlops.promotion import PromotionError
-    from djserve.process import ProcessStartError
-    from djserve.supervision import RestartBudget
-    from djserve.triton import TritonError, TritonServer
+    from djserve.process import ProcessStartError, free_port
+    from djserve.stack import ChildCrashLoop, Stack
+    from djserve.triton import TritonError
 
     cfg = settings()
-    # With DJSERVE_TRITON_ADMIN_KEY set, Triton restricts model control to that key; the promoter's
-    # restore() below reads the same variable. The gateway needs no key (and is not given it).
-    triton = TritonServer(_triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port))
-    gateway = GatewayServer(
-        triton.grpc_url,
-        cfg.state_dir / "logs" / "gateway.log",
-        host=host,
-        port=port,
-        # The gateway reads tokenizers from the repository Triton serves; the policy lives in the state dir.
-        env={
-            "DJSERVE_GATEWAY_REPOSITORY": str(triton.settings.model_repository),
-            "DJSERVE_GATEWAY_POLICY_FILE": str(cfg.state_dir / "traffic_policy.json"),
-            "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(cfg.state_dir / "drift"),
-            "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(cfg.state_dir / "predictions"),
-            ADMIN_TOKEN_ENV: _admin_token(cfg.state_dir),
-        },
-    )
+    base = _triton_settings(cfg, repository, host, http_port, grpc_port, metrics_port)
+    ports = [(base.http_port, base.grpc_port, base.metrics_port)] + \
+            [(free_port(), free_port(), free_port()) for _ in range(replicas - 1)]
+    try:
+        # With DJSERVE_TRITON_ADMIN_KEY set, Triton restricts model control to that key; the promoter's
+        # restore() reads the same variable. The gateway needs no key (and is not given it).
+        stack = Stack.local(
+            repository or cfg.repository, cfg.state_dir, replicas=replicas, host=host, triton_ports=ports,
+            gateway_ports=[port], admin_token=_admin_token(cfg.state_dir),
+            # after every (re)start: the versions and shares of the traffic policy, not the repository's newest
+            on_triton_ready=lambda triton: _promoter(triton.http_url).restore(),
+            log=lambda line: console.print(line, highlight=False),
+        )
+    except ValidationError as exc:  # its message never echoes the input (hide_input_in_errors)
+        _fail(str(exc))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
     try:
-        # Both start at once: the gateway's imports and librosa warm-up take as long as Triton's model
-        # loads, and its readiness waits for Triton and the policy's versions anyway.
-        with console.status("starting Triton (all models) and the gateway (librosa warm-up)"):
-            triton.start()
-            gateway.start()
-            triton.wait_ready()
-            _promoter(triton.http_url).restore()  # the versions and shares of the traffic policy
-            gateway.wait_ready()
-        console.print(
-            f"[green]ready[/] in {time.monotonic() - started:.1f} s: gateway {gateway.url}  "
-            f"Triton gRPC {triton.grpc_url}, HTTP {triton.http_url}, metrics {triton.metrics_url}"
-        )
+        with console.status(f"starting Triton ({replicas} replica(s), all models) and the gateway (librosa warm-up)"):
+            stack.start()
+        tritons = "; ".join(f"Triton gRPC {t.grpc_url}, HTTP {t.http_url}, metrics {t.metrics_url}" for t in stack.tritons)
+        console.print(f"[green]ready[/] in {time.monotonic() - started:.1f} s: gateway {stack.gateway.url}  {tritons}")
         console.print(f"logs in {cfg.state_dir / 'logs'}; Ctrl-C to stop")
-
-        def restart_triton() -> None:
-            triton.stop()  # the rest of its process group, its shared memory
-            triton.start(assemble=False)
-            triton.wait_ready()
-            _promoter(triton.http_url).restore()  # the policy's versions, not the repository's newest
-
-        def restart_gateway() -> None:
-            gateway.stop()
-            gateway.start()
-            gateway.wait_ready()
-
-        children = {"Triton": (triton, restart_triton, RestartBudget()), "gateway": (gateway.child, restart_gateway, RestartBudget())}
-        while not stop.wait(0.5):
-            for name, (proc, restart, budget) in children.items():
-                if proc.is_running() or stop.is_set():
-                    continue
-                code = proc.process.returncode if proc.process is not None else None
-                delay = budget.next_delay(time.monotonic())
-                if delay is None:
-                    _fail(f"{name} keeps crashing ({budget.max_restarts} restarts within {budget.window_s:g} s, "
-                          f"last exit code {code}); stopping. See {proc.log_file}")
-                # Meanwhile the gateway answers 503 with Retry-After and /readyz is false.
-                console.print(f"[yellow]{name} exited (code {code}); restarting in {delay:g} s "
-                              f"(restart {budget.recent} of {budget.max_restarts} allowed per {budget.window_s:g} s)")
-                if stop.wait(delay):
-                    break
-                try:
-                    restart()
-                    console.print(f"[green]{name} is back[/] after restart {budget.recent}")
-                except (TritonError, ProcessStartError, PromotionError) as exc:
-                    console.print(f"[red]{name} restart failed:[/] {str(exc).splitlines()[0]}", highlight=False)
+        stack.supervise(stop)
         console.print("stopping the gateway, then Triton")
+    except ChildCrashLoop as exc:
+        _fail(f"{exc}; stopping")
     except (TritonError, ProcessStartError, PromotionError) as exc:
         _fail(str(exc))
     finally:
-        gateway.stop()
-        triton.stop()
+        stack.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -4,8 +4,13 @@ with a clear message instead of restarting forever."""
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel
 
 
 @dataclass
@@ -31,3 +36,35 @@ class RestartBudget:
     def recent(self) -> int:
         """restarts within the current window"""
         return len(self._restarts)
+
+
+# --- the supervisor's record, read by the gateway for /metrics -----------------------------------
+
+SUPERVISION_FILE = "supervision.json"
+"""In the state dir: what the supervisor of `djserve serve` did to each child."""
+
+
+class ChildRecord(BaseModel):
+    restarts: int = 0
+    """restarts since the stack started"""
+    last_exit_code: Optional[int] = None
+    last_restart_at: Optional[str] = None
+
+
+class SupervisionRecord(BaseModel):
+    children: dict[str, ChildRecord] = {}
+
+    def write(self, path: Path) -> None:
+        """Atomically (the gateway may be reading it)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(self.model_dump_json(indent=1))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> "SupervisionRecord":
+        """The record, or an empty one when there is none (no supervisor) or it cannot be read."""
+        try:
+            return cls.model_validate_json(path.read_text())
+        except (OSError, ValueError):
+            return cls()

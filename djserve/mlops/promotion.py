@@ -34,7 +34,7 @@ from djserve.live_stats import FamilyStats
 from djserve.mlops import expectations, offline_gate, online_gates
 from djserve.mlops.offline_gate import Evaluator, HeldOut, OfflineGateConfig, OfflineVerdict
 from djserve.mlops.online_gates import ArmSample, ExpectedShift, GateResult, OnlineGateConfig
-from djserve.mlops.triton_control import TritonAccessDenied, TritonControl
+from djserve.mlops.triton_control import ReplicaError, TritonAccessDenied, TritonFleet
 from djserve.registry import CHALLENGER, CHAMPION, Registry, registered_name
 from djserve.repository import ModelRepository
 from djserve.settings import Settings
@@ -58,6 +58,8 @@ class PromotionSettings(BaseSettings):
     )
 
     triton_http_url: str = "127.0.0.1:8000"
+    """Triton's HTTP endpoint, or every replica's: a comma-separated list or `dns:///name:port`
+    (djserve.triton.replicas). Every step reaches every replica and is fenced (TritonFleet)."""
     admin_key: AdminKey = Field(None, validation_alias=ADMIN_KEY_ENV)
     """The same `DJSERVE_TRITON_ADMIN_KEY` the embedded Triton is started with: sent with every
     model-control call (load, unload, repository index)."""
@@ -98,7 +100,7 @@ class Promoter:
         self.settings, self.promo, self.log, self.evaluator = settings, promo or PromotionSettings(), log, evaluator
         self.repo = ModelRepository(settings.repository)
         self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=lambda: newest_versions(settings.repository))
-        self.triton = TritonControl(self.promo.triton_http_url, admin_key=self.promo.admin_key)
+        self.triton = TritonFleet(self.promo.triton_http_url, admin_key=self.promo.admin_key)
 
     @functools.cached_property
     def registry(self) -> Registry:
@@ -249,6 +251,7 @@ class Promoter:
             raise PromotionError(f"{family} has no canary; promote a version first")
         candidate = fp.candidate
         new = fp.model_copy(update={"canary": candidate, "canary_percent": percent, "shadow": None, "shadow_percent": 0.0})
+        self._fence(family, new.serving(), f"canary {percent:g}%")
         self._write(family, new, f"canary {percent:g}%")
         self.registry.record(family, "canary", version=self._registry_version(family, candidate), triton_version=candidate,
                              canary_percent=percent)
@@ -262,6 +265,7 @@ class Promoter:
         self._check_access()  # the policy is written first: Triton must then accept the reload
         champion, previous = fp.candidate, fp.stable
         new = FamilyPolicy(stable=champion, previous_stable=previous)
+        self._fence(family, fp.serving(), f"complete v{champion}")
         self._write(family, new, f"complete v{champion}")
         self.triton.pin_ensembles({family: champion})
         registry_version = self._registry_version(family, champion)
@@ -438,10 +442,20 @@ class Promoter:
 
     # --- helpers ---------------------------------------------------------------------------
 
+    def _fence(self, family: str, versions: list[int], step: str) -> None:
+        """Traffic moves only onto versions every Triton replica has READY (version fencing)."""
+        try:
+            self.triton.fence(family, versions)
+        except ReplicaError as exc:
+            self.registry.record(family, "blocked", step=step, reason=str(exc))
+            raise PromotionError(f"{family}: {step} blocked, traffic unchanged: {exc}") from None
+
     def _reject(self, family: str, fp: FamilyPolicy, version: int) -> None:
         try:
             self.triton.load(family, fp.serving())
             self.triton.pin_ensembles({family: fp.stable})
+        except Exception as exc:  # noqa: BLE001 - a replica that is down says so; the refusal stands
+            self.log(f"{family}: restoring v{fp.serving()} after the refusal: {str(exc).splitlines()[0]}")
         finally:
             path = self.repo.model_dir(family) / str(version)
             if path.exists():

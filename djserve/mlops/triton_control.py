@@ -22,6 +22,7 @@ from clients.triton import build_request
 from djserve.repository.config import build_config
 from djserve.specs import ENSEMBLES, EXPORTED
 from djserve.triton.admin import ADMIN_KEY_ENV, admin_headers
+from djserve.triton.replicas import expand
 
 
 class TritonAccessDenied(RuntimeError):
@@ -45,9 +46,16 @@ def pinned_ensemble_config(ensemble: str, pins: dict[str, int]) -> str:
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
+class ReplicaError(RuntimeError):
+    """A Triton replica failed a step (or disagrees with the others); the message names it."""
+
+
 class TritonControl:
+    """Model control of ONE Triton replica (`TritonFleet` drives them all)."""
+
     def __init__(self, http_url: str, timeout_s: float = 120.0, admin_key: SecretStr | str | None = None):
-        self.client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=timeout_s)
+        self.url = http_url.removeprefix("http://")
+        self.client = triton_http.InferenceServerClient(self.url, network_timeout=timeout_s)
         self._headers = admin_headers(admin_key, "http") or None
 
     def close(self) -> None:
@@ -106,3 +114,93 @@ class TritonControl:
                 raise RuntimeError(f"{family} v{version}: smoke output {t.name} has shape {outputs[t.name].shape} "
                                    f"(want {want}) or non-finite values")
         return outputs
+
+
+class TritonFleet:
+    """Model control of every Triton replica at once, with version fencing.
+
+    `replicas` is the replica setting (djserve.triton.replicas: a list, or `dns:///name:port`),
+    expanded when the fleet is made. A load goes to every replica and is then checked: each one
+    READY with exactly the asked versions. A replica that fails or disagrees blocks the step, is
+    named, and the replicas already changed are put back to the versions they had, so traffic is
+    only ever moved onto versions every replica serves.
+    """
+
+    def __init__(self, replicas: str, timeout_s: float = 120.0, admin_key: SecretStr | str | None = None):
+        self.replicas = [TritonControl(url, timeout_s, admin_key) for url in expand(replicas)]
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.close()
+
+    def _each(self, what: str, call) -> list:
+        out = []
+        for r in self.replicas:
+            try:
+                out.append(call(r))
+            except TritonAccessDenied:
+                raise
+            except Exception as exc:  # noqa: BLE001 - named and re-raised
+                raise ReplicaError(f"Triton replica {r.url}: {what} failed: {str(exc).splitlines()[0][:300]}") from exc
+        return out
+
+    def check_access(self) -> None:
+        self._each("model control", lambda r: r.check_access())
+
+    def loaded_by_replica(self, family: str) -> dict[str, list[int]]:
+        return dict(zip(self.urls, self._each(f"listing {family}", lambda r: r.loaded_versions(family))))
+
+    def loaded_versions(self, family: str) -> list[int]:
+        """The versions every replica has READY; replicas that disagree are a ReplicaError."""
+        seen = self.loaded_by_replica(family)
+        if len({tuple(v) for v in seen.values()}) > 1:
+            raise ReplicaError(f"{family}: Triton replicas disagree: " + ", ".join(f"{u} {v}" for u, v in seen.items()))
+        return next(iter(seen.values()))
+
+    def fence(self, family: str, versions: list[int]) -> None:
+        """Every replica READY with exactly `versions` of the family, or a ReplicaError naming who is not."""
+        want = sorted(set(versions))
+        wrong = {u: v for u, v in self.loaded_by_replica(family).items() if v != want}
+        if wrong:
+            raise ReplicaError(f"{family}: replica(s) not on versions {want}: " + ", ".join(f"{u} has {v}" for u, v in wrong.items()))
+
+    def load(self, family: str, versions: list[int]) -> None:
+        """Load exactly `versions` on every replica, then fence; on any failure the replicas are put
+        back to what they had and the error names the replica."""
+        before = self.loaded_by_replica(family)
+        changed: list[TritonControl] = []
+        try:
+            for r in self.replicas:
+                changed.append(r)
+                try:
+                    r.load(family, versions)
+                except TritonAccessDenied:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - named below
+                    raise ReplicaError(f"Triton replica {r.url}: loading {family} {sorted(versions)} failed: "
+                                       f"{str(exc).splitlines()[0][:300]}") from exc
+            self.fence(family, versions)
+        except Exception:
+            for r in changed:
+                try:
+                    if before[r.url]:
+                        r.load(family, before[r.url])
+                    else:
+                        r.unload(family)
+                except Exception:  # noqa: BLE001 - the replica that failed may be down; the error above says so
+                    pass
+            raise
+
+    def unload(self, name: str) -> None:
+        self._each(f"unloading {name}", lambda r: r.unload(name))
+
+    def pin_ensembles(self, stable: dict[str, int]) -> None:
+        self._each("pinning the ensembles", lambda r: r.pin_ensembles(stable))
+
+    def smoke(self, family: str, version: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """The smoke inference on every replica; the first replica's outputs."""
+        return self._each(f"smoke inference of {family} v{version}", lambda r: r.smoke(family, version, seed))[0]

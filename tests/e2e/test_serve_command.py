@@ -46,7 +46,7 @@ def test_serve_starts_both_and_stops_both(exported_repository, tmp_path):
         assert proc.wait(timeout=60) == 0
         time.sleep(0.5)
         assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-        assert (tmp_path / "logs" / "gateway.log").is_file() and (tmp_path / "logs" / "tritonserver.log").is_file()
+        assert (tmp_path / "logs" / "gateway-0.log").is_file() and (tmp_path / "logs" / "tritonserver-0.log").is_file()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -126,11 +126,14 @@ def test_a_killed_triton_is_restarted_and_the_stack_heals(exported_repository, t
         assert healed() and proc.poll() is None
         second = tritons()
         assert len(second) == 1 and second[0].pid != first[0].pid
+        metrics = httpx.get(f"{gateway}/metrics", timeout=10).text
+        assert 'djserve_child_restarts{child="triton-0"} 1.0' in metrics, [m for m in metrics.splitlines() if "restarts" in m]
+        assert 'djserve_child_restarts{child="gateway-0"} 0.0' in metrics
 
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
-        assert "Triton exited" in out and "Triton is back" in out, out[-2000:]
+        assert "triton-0 exited" in out and "triton-0 is back" in out, out[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-OPERATING = ("djserve.cli", "djserve.mlops", "djserve.gateway")
+OPERATING = ("djserve.cli", "djserve.mlops", "djserve.gateway", "djserve.stack")
 """The parts of the `djserve` package that stand on the ground floor (the rest of it is the floor)."""
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
