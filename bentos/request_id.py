@@ -37,9 +37,10 @@ class RequestIdMiddleware:
     """Sets the request id (contextvar and `scope["state"]["request_id"]`) and adds the header to
     the response start, whatever the route and status.
 
-    Installed twice: on BentoML's server app (so /livez, /readyz and /metrics answer with an id) and
-    on the mounted FastAPI app (so the app alone, e.g. under a TestClient, does too); the inner one
-    reuses the outer one's id."""
+    Installed twice: around BentoML's whole server app (bentos.service wraps what `to_asgi()`
+    returns, so /livez, /readyz, /metrics and BentoML's own 504 and 429 answer with an id) and on the
+    mounted FastAPI app (so the app alone, e.g. under a TestClient, does too); the inner one reuses
+    the outer one's id."""
 
     def __init__(self, app) -> None:
         self.app = app

@@ -7,7 +7,9 @@ Retry-After, and one bad request never disturbs the others.
 
 Every answer carries `X-Request-ID` (bentos.request_id); every answered model request is recorded
 under it (bentos.predictions), and `POST /ai/feedback` grades it later. `/admin/*` needs
-`Authorization: Bearer $DJSERVE_ADMIN_TOKEN` (401 without it; 403 when the gateway has no token).
+`Authorization: Bearer $DJSERVE_ADMIN_TOKEN` (401 without it); a gateway started without a token does
+not mount the admin routes at all (404, and absent from /openapi.json). Every path is a constant of
+djserve.api.
 
     bentoml serve bentos.service:Gateway            # against DJSERVE_GATEWAY_TRITON_URL
     djserve serve                                   # Triton and this gateway together
@@ -24,7 +26,7 @@ import json
 import logging
 
 import bentoml
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -66,7 +68,7 @@ from djserve.repository import ModelRepository
 log = logging.getLogger("djserve.gateway")
 PIN_HEADER = api.PIN_HEADER
 
-app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__)
+app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__, openapi_url=api.OPENAPI_ROUTE)
 install(app)  # the request bodies' schemas join the generated /openapi.json
 app.add_middleware(request_id.RequestIdMiddleware)
 
@@ -167,12 +169,8 @@ async def _digest(*parts: bytes | str) -> str:
 def require_admin(request: Request, gateway=Depends(bentoml.get_current_service)) -> None:
     """Every /admin/* route: `Authorization: Bearer <DJSERVE_ADMIN_TOKEN>`."""
     token = gateway.settings.admin_token
-    if token is None:
-        raise GatewayError(
-            "admin_disabled",
-            f"the admin API is disabled on this gateway: set {api.ADMIN_TOKEN_ENV} to enable it",
-            status=403,
-        )
+    if token is None:  # not mounted without a token (mount_admin); a 404 should it ever be reached
+        raise GatewayError("not_found", f"no route {request.url.path}", status=404)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.get_secret_value().encode("utf-8")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), expected):
@@ -193,7 +191,7 @@ ADMIN = [Depends(require_admin)]
     name="dj-universe-gateway",
     workers=1,
     traffic={"timeout": 900},
-    endpoints={"livez": "/livez", "readyz": "/readyz"},
+    endpoints={"livez": api.LIVEZ_ROUTE, "readyz": api.READYZ_ROUTE},
     logging={"access": {"enabled": GatewaySettings().access_log}},
 )
 @bentoml.asgi_app(app, path="/")
@@ -220,8 +218,9 @@ class Gateway:
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
         self.predictions = PredictionStore.from_settings(self.settings)
         """The prediction log and the request-id index feedback is joined through."""
+        mount_admin(self.settings.admin_token is not None)
         if self.settings.admin_token is None:
-            log.info("the admin API (/admin/*) is disabled: set %s to enable it", api.ADMIN_TOKEN_ENV)
+            log.info("the admin API (%s/*) is not mounted: set %s to enable it", api.ADMIN_PREFIX, api.ADMIN_TOKEN_ENV)
 
     def _record(self, request: Request, family: str, version: int, inputs_sha256: str, outputs: dict) -> None:
         """Log one answered model request under its X-Request-ID (never raises)."""
@@ -233,7 +232,7 @@ class Gateway:
 
     # --- judge ---------------------------------------------------------------------------
 
-    @app.post("/ai/judge/analyze", response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=multipart_or_json_body(
+    @app.post(api.JUDGE_ANALYZE_ROUTE, response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=multipart_or_json_body(
         {"audio": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG or MP3"},
          "battleId": {"type": "string", "minLength": 1}, "genre": {"type": "string", "minLength": 1},
          "tracks": {"type": "string", "description": "JSON list of {title, artist, genre}"}},
@@ -267,7 +266,7 @@ class Gateway:
         self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
         return sheet
 
-    @app.post("/ai/judge/battle", response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=json_body(BattleRequest))
+    @app.post(api.JUDGE_BATTLE_ROUTE, response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=json_body(BattleRequest))
     async def judge_battle(self, request: Request) -> BattleResult:
         """Both sets of one battle: two score sheets, the winner and the margin (S1:889-910)."""
         import asyncio
@@ -298,7 +297,7 @@ class Gateway:
 
     # --- live analysis -------------------------------------------------------------------
 
-    @app.post("/ai/live/beats", response_model=LiveBeats, responses=AUDIO_ERRORS, openapi_extra=json_body(LiveChunkRequest))
+    @app.post(api.LIVE_BEATS_ROUTE, response_model=LiveBeats, responses=AUDIO_ERRORS, openapi_extra=json_body(LiveChunkRequest))
     async def live_beats(self, request: Request) -> LiveBeats:
         """One chunk of a live stream (JSON base64 audio, 0.3-10 s): beat probability and tempo confidence."""
         self._check_size(request)
@@ -311,7 +310,7 @@ class Gateway:
 
     # --- sentiment -----------------------------------------------------------------------
 
-    @app.post("/ai/sentiment/analyze", response_model=SentimentResult, responses=MODEL_ERRORS,
+    @app.post(api.SENTIMENT_ROUTE, response_model=SentimentResult, responses=MODEL_ERRORS,
               openapi_extra=json_body(SentimentRequest))
     async def sentiment_analyze(self, request: Request) -> SentimentResult:
         body = _parse(SentimentRequest, await _json(request))
@@ -319,7 +318,7 @@ class Gateway:
         self._record_sentiment(request, [body.text], result.results)
         return result.results[0]
 
-    @app.post("/ai/sentiment/analyze/batch", response_model=SentimentBatchResult, responses=MODEL_ERRORS,
+    @app.post(api.SENTIMENT_BATCH_ROUTE, response_model=SentimentBatchResult, responses=MODEL_ERRORS,
               openapi_extra=json_body(SentimentBatchRequest))
     async def sentiment_analyze_batch(self, request: Request):
         body = _parse(SentimentBatchRequest, await _json(request))
@@ -342,7 +341,7 @@ class Gateway:
 
     # --- recommendations -------------------------------------------------------------------
 
-    @app.post("/ai/recommendations/battles", response_model=Recommendations, responses=MODEL_ERRORS,
+    @app.post(api.RECOMMENDATIONS_ROUTE, response_model=Recommendations, responses=MODEL_ERRORS,
               openapi_extra=json_body(RecommendationRequest))
     async def recommendations(self, request: Request) -> Recommendations:
         body = _parse(RecommendationRequest, await _json(request))
@@ -376,20 +375,11 @@ class Gateway:
                                     metric=rec.metric, score=rec.score)
         return JSONResponse(accepted.model_dump(by_alias=True), status_code=202)
 
-    # --- MLOps ----------------------------------------------------------------------------
-
-    @app.get(api.STATS_ROUTE, response_model=FamilyStats, dependencies=ADMIN, responses=errors(401, 404, 422))
-    async def admin_stats(self, family: str) -> FamilyStats:
-        """Live outcomes per version (totals since start, the last 1,000 in detail), the platform's
-        labels, and the shadow comparison: what canary gates are computed from. Admin token needed."""
-        policy = self.backend.policies.current()
-        if family not in policy.families:
-            raise GatewayError("unknown_family", f"no model family {family!r}", field="family", status=404)
-        return self.backend.monitor.stats(family, policy.families[family])
+    # --- MLOps: the admin routes are on `admin_api` below ---------------------------------
 
     # --- models ---------------------------------------------------------------------------
 
-    @app.get("/models", response_model=ServedModels)
+    @app.get(api.MODELS_ROUTE, response_model=ServedModels)
     async def models(self) -> ServedModels:
         """Every version the traffic policy routes to, with where its weights come from (training
         run, dataset, held-out metrics; or seeded untrained weights; or the user's checkpoint)."""
@@ -397,7 +387,7 @@ class Gateway:
 
     # --- health --------------------------------------------------------------------------
 
-    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
+    @app.get(api.HEALTH_ROUTE, response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
     async def health(self) -> JSONResponse:
         """The design documents' checker (S0:1372-1466) calls this: 200 healthy, 503 degraded."""
         server, families = await self.backend.readiness()
@@ -415,7 +405,60 @@ class Gateway:
             )
 
 
-Gateway.add_asgi_middleware(request_id.RequestIdMiddleware)  # BentoML's own routes (/livez, /metrics) too
+class _GatewayService(type(Gateway)):  # type: ignore[misc]
+    """BentoML's service object, whose server app is wrapped in the request-id middleware.
+
+    `add_asgi_middleware` would put it inside BentoML's TimeoutMiddleware and MaxConcurrencyMiddleware,
+    whose own answers (504 past `traffic.timeout`, 429 past `traffic.max_concurrency`) and Starlette's
+    last-resort 500 are sent around it, without an id. Wrapping the app `to_asgi()` returns (what
+    BentoML's worker hands to uvicorn) puts it outside all of them: every answer of the server
+    carries `X-Request-ID`, /livez, /readyz and /metrics included. The mounted app's own instance
+    (installed above, for the app alone under a TestClient) reuses the outer one's id."""
+
+    __slots__ = ()
+
+    def to_asgi(self, is_main: bool = True):
+        return request_id.RequestIdMiddleware(super().to_asgi(is_main))
+
+
+Gateway.__class__ = _GatewayService  # the same object (and attrs layout), one method more
+
+
+# --- MLOps: the admin API -------------------------------------------------------------------------
+
+admin_api = APIRouter(dependencies=ADMIN)
+"""Every /admin/* route. On the app only while the gateway has an admin token (`mount_admin`)."""
+
+
+@admin_api.get(api.STATS_ROUTE, response_model=FamilyStats, responses=errors(401, 404, 422))
+async def admin_stats(family: str, gateway=Depends(bentoml.get_current_service)) -> FamilyStats:
+    """Live outcomes per version (totals since start, the last 1,000 in detail), the platform's
+    labels, and the shadow comparison: what canary gates are computed from. Admin token needed."""
+    policy = gateway.backend.policies.current()
+    if family not in policy.families:
+        raise GatewayError("unknown_family", f"no model family {family!r}", field="family", status=404)
+    return gateway.backend.monitor.stats(family, policy.families[family])
+
+
+_admin_mounted: list = []
+"""What including `admin_api` added to the app's routes (empty while it is not mounted)."""
+
+
+def mount_admin(enabled: bool) -> None:
+    """Mount the admin API (a gateway with an admin token) or take it off the app (without one: /admin/*
+    answers 404 like any unknown path and is absent from /openapi.json). The gateway configures it
+    once per process; tests configure gateways one after the other, hence both ways."""
+    if enabled and not _admin_mounted:
+        before = list(app.router.routes)
+        app.include_router(admin_api)
+        _admin_mounted.extend(r for r in app.router.routes if r not in before)
+    elif not enabled and _admin_mounted:
+        for route in _admin_mounted:
+            app.router.routes.remove(route)
+        _admin_mounted.clear()
+    else:
+        return
+    app.openapi_schema = None  # regenerated, with or without them, on the next /openapi.json
 
 
 class _TrackList(TrackMetadata.__base__):  # type: ignore[misc]

@@ -71,7 +71,8 @@ class GatewaySettings(BaseSettings):
 
     # MLOps: admin API, shadow traffic, prediction log, drills.
     admin_token: Optional[SecretStr] = Field(None, validation_alias=ADMIN_TOKEN_ENV)
-    """Bearer token of every /admin/* route (env DJSERVE_ADMIN_TOKEN); unset or empty: /admin/* answers 403."""
+    """Bearer token of every /admin/* route (env DJSERVE_ADMIN_TOKEN; a SecretStr, never logged). Unset or
+    empty: the admin routes are not mounted at all (404, and absent from /openapi.json)."""
     shadow_queue_size: int = Field(64, ge=1)
     """Mirrored requests waiting for the shadow version; beyond it a mirror is dropped (and counted)."""
     shadow_concurrency: int = Field(1, ge=1)

@@ -37,7 +37,20 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from djserve.api import FEEDBACK_ROUTE, PIN_HEADER, REQUEST_ID_HEADER
+from djserve.api import (
+    FEEDBACK_ROUTE,
+    HEALTH_ROUTE,
+    JUDGE_ANALYZE_ROUTE,
+    JUDGE_BATTLE_ROUTE,
+    LIVE_BEATS_ROUTE,
+    MODELS_ROUTE,
+    PIN_HEADER,
+    READYZ_ROUTE,
+    RECOMMENDATIONS_ROUTE,
+    REQUEST_ID_HEADER,
+    SENTIMENT_BATCH_ROUTE,
+    SENTIMENT_ROUTE,
+)
 from djserve.schemas import (
     AudioData,
     BattleRequest,
@@ -198,7 +211,7 @@ def _analyze_set(audio: Audio, battle_id: str, genre: str, tracks: Optional[Sequ
     track_list = [t.model_dump(mode="json", by_alias=True) for t in _tracks(tracks)]
     form = {"battleId": battle_id, "genre": genre, "tracks": json.dumps(track_list)}
     files = {"audio": (filename, data, _FORMATS.get(fmt or "", "application/octet-stream"))}
-    return _Call("POST", "/ai/judge/analyze", ScoreSheet,
+    return _Call("POST", JUDGE_ANALYZE_ROUTE, ScoreSheet,
                  {"data": form, "files": files, "headers": _pin(pin_version)})
 
 
@@ -213,37 +226,37 @@ def _judge_battle(battle_id: str, genre: str, sets: Sequence[tuple], pin_version
             tracks=_tracks(rest[0] if rest else None),
         ))
     request = BattleRequest(battle_id=battle_id, genre=genre, sets=battle_sets)
-    return _Call("POST", "/ai/judge/battle", BattleResult, {"json": _body(request), "headers": _pin(pin_version)})
+    return _Call("POST", JUDGE_BATTLE_ROUTE, BattleResult, {"json": _body(request), "headers": _pin(pin_version)})
 
 
 def _sentiment(text: str, language: Optional[str]) -> _Call:
-    return _Call("POST", "/ai/sentiment/analyze", SentimentResult,
+    return _Call("POST", SENTIMENT_ROUTE, SentimentResult,
                  {"json": _body(SentimentRequest(text=text, language=language))})
 
 
 def _sentiment_batch(texts: Sequence[Union[str, SentimentRequest]]) -> _Call:
     messages = [t if isinstance(t, SentimentRequest) else SentimentRequest(text=t) for t in texts]
-    return _Call("POST", "/ai/sentiment/analyze/batch", SentimentBatchResult,
+    return _Call("POST", SENTIMENT_BATCH_ROUTE, SentimentBatchResult,
                  {"json": _body(SentimentBatchRequest(messages=messages))})
 
 
 def _recommend(user_id: str, limit: int) -> _Call:
-    return _Call("POST", "/ai/recommendations/battles", Recommendations,
+    return _Call("POST", RECOMMENDATIONS_ROUTE, Recommendations,
                  {"json": _body(RecommendationRequest(user_id=user_id, limit=limit))})
 
 
 def _live_beats(audio: Audio, stream_id: str) -> _Call:
     data, _, fmt = _read_audio(audio)
     request = LiveChunkRequest(stream_id=stream_id, audio_data=AudioData(base64=base64.b64encode(data).decode("ascii"), format=fmt))
-    return _Call("POST", "/ai/live/beats", LiveBeats, {"json": _body(request)})
+    return _Call("POST", LIVE_BEATS_ROUTE, LiveBeats, {"json": _body(request)})
 
 
 def _health() -> _Call:
-    return _Call("GET", "/health", Health, ok_statuses=(503,))
+    return _Call("GET", HEALTH_ROUTE, Health, ok_statuses=(503,))
 
 
 def _models() -> _Call:
-    return _Call("GET", "/models", ServedModels)
+    return _Call("GET", MODELS_ROUTE, ServedModels)
 
 
 # --- response handling -----------------------------------------------------------------------------
@@ -379,7 +392,7 @@ class GatewayClient:
     def ready(self) -> bool:
         """GET /readyz answered 200; False for any other status or when the gateway cannot be reached."""
         try:
-            return self._http.get("/readyz").status_code == 200
+            return self._http.get(READYZ_ROUTE).status_code == 200
         except httpx.TransportError:
             return False
 
@@ -443,6 +456,6 @@ class AsyncGatewayClient:
 
     async def ready(self) -> bool:
         try:
-            return (await self._http.get("/readyz")).status_code == 200
+            return (await self._http.get(READYZ_ROUTE)).status_code == 200
         except httpx.TransportError:
             return False

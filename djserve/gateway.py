@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from djserve.api import READYZ_ROUTE
 from djserve.process import ChildProcess, ManagedServer, ProcessStartError, http_status
 from djserve.settings import PROJECT_ROOT
 from djserve.triton.admin import ADMIN_KEY_ENV
@@ -39,7 +40,7 @@ class GatewayServer(ManagedServer):
     def wait_ready(self, timeout: float | None = None) -> None:
         """Until /readyz answers 200: the gateway is up and sees Triton with every routed version."""
         self.child.wait_until(
-            lambda: http_status(f"{self.url}/readyz") == 200, 120.0 if timeout is None else timeout, f"ready at {self.url}/readyz"
+            lambda: http_status(self.url + READYZ_ROUTE) == 200, 120.0 if timeout is None else timeout, f"ready at {self.url}{READYZ_ROUTE}"
         )
 
     def stop(self, timeout: float = 15.0) -> int | None:

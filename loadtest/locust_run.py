@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
 
+from djserve import api
 from djserve.settings import PROJECT_ROOT, settings
 from loadtest.slo import GATEWAY_REALTIME, TRITON_REALTIME, SloPolicy, SloReport, check_file
 
@@ -51,11 +52,11 @@ SCENARIOS: dict[str, Scenario] = {
         # Chat sentiment dominates live traffic; whole-set judging is rare and heavy.
         weights={"sentiment": 12, "sentiment_batch": 2, "recommendations": 5, "live_beats": 4, "judge": 1},
         endpoints={
-            "sentiment": "/ai/sentiment/analyze",
-            "sentiment_batch": "/ai/sentiment/analyze/batch",
-            "recommendations": "/ai/recommendations/battles",
-            "live_beats": "/ai/live/beats",
-            "judge": "/ai/judge/analyze",
+            "sentiment": api.SENTIMENT_ROUTE,
+            "sentiment_batch": api.SENTIMENT_BATCH_ROUTE,
+            "recommendations": api.RECOMMENDATIONS_ROUTE,
+            "live_beats": api.LIVE_BEATS_ROUTE,
+            "judge": api.JUDGE_ANALYZE_ROUTE,
         },
         realtime=GATEWAY_REALTIME,
     ),

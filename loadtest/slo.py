@@ -18,13 +18,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from djserve import api
+
 
 #: Gateway endpoints that serve a live page (the design documents' "<100ms" for live analysis).
 GATEWAY_REALTIME: tuple[str, ...] = (
-    "/ai/sentiment/analyze",
-    "/ai/sentiment/analyze/batch",
-    "/ai/recommendations/battles",
-    "/ai/live/beats",
+    api.SENTIMENT_ROUTE,
+    api.SENTIMENT_BATCH_ROUTE,
+    api.RECOMMENDATIONS_ROUTE,
+    api.LIVE_BEATS_ROUTE,
 )
 #: Direct Triton calls are named by model: the models behind the real-time endpoints. A judge
 #: window is one step of scoring a whole uploaded set, which is not real time.

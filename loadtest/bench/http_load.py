@@ -14,6 +14,7 @@ from typing import Callable
 
 import aiohttp
 
+from djserve import api
 from loadtest.bench.measure import LoadPoint, closed_loop, paced_streams
 from loadtest.samples import CHAT_LINES, click_wav, known_users
 
@@ -54,10 +55,10 @@ def live_body(i: int) -> dict:
 ENDPOINTS = {
     e.name: e
     for e in (
-        Endpoint("sentiment", "/ai/sentiment/analyze", chat_body, "sentiment"),
-        Endpoint("sentiment_batch", "/ai/sentiment/analyze/batch", chat_batch_body, "results", rows=8),
-        Endpoint("recommendations", "/ai/recommendations/battles", recommend_body, "recommendations"),
-        Endpoint("live_beats", "/ai/live/beats", live_body, "beatProbability"),
+        Endpoint("sentiment", api.SENTIMENT_ROUTE, chat_body, "sentiment"),
+        Endpoint("sentiment_batch", api.SENTIMENT_BATCH_ROUTE, chat_batch_body, "results", rows=8),
+        Endpoint("recommendations", api.RECOMMENDATIONS_ROUTE, recommend_body, "recommendations"),
+        Endpoint("live_beats", api.LIVE_BEATS_ROUTE, live_body, "beatProbability"),
     )
 }
 
@@ -105,7 +106,7 @@ def judge_form(clip: bytes, i: int = 0) -> aiohttp.FormData:
 async def measure_judge(base_url: str, target: str, clip: bytes, concurrency: int, seconds: float, warmup_s: float) -> EndpointPoint:
     async with _session(concurrency) as session:
         p = await closed_loop(
-            lambda i: _post(session, base_url + "/ai/judge/analyze", judge_form(clip, i), "overallScore"),
+            lambda i: _post(session, base_url + api.JUDGE_ANALYZE_ROUTE, judge_form(clip, i), "overallScore"),
             concurrency, seconds, warmup_s, min_requests=3,
         )
     return EndpointPoint(**p.model_dump(), target=target, endpoint="judge")

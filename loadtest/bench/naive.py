@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from djserve.api import HEALTH_ROUTE
 from djserve.process import ChildProcess, ManagedServer, http_status
 from djserve.settings import PROJECT_ROOT
 
@@ -26,7 +27,7 @@ class NaiveServer(ManagedServer):
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        self.child.wait_until(lambda: http_status(f"{self.url}/health") == 200, timeout or 180.0, f"ready at {self.url}/health")
+        self.child.wait_until(lambda: http_status(self.url + HEALTH_ROUTE) == 200, timeout or 180.0, f"ready at {self.url}{HEALTH_ROUTE}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         return self.child.stop(timeout)

@@ -17,6 +17,7 @@ import torch
 from fastapi import FastAPI
 
 from bentos.settings import DATA
+from djserve import api
 from djserve.catalogue import Catalogue
 from djserve.specs.recommender import item_bucket, user_bucket
 from djserve.specs.sentiment import LABELS, MAX_TOKENS
@@ -44,17 +45,17 @@ def _sentiment(texts: list[str]) -> list[dict]:
     return out
 
 
-@app.post("/ai/sentiment/analyze")
+@app.post(api.SENTIMENT_ROUTE)
 async def analyze(body: dict) -> dict:
     return _sentiment([body["text"]])[0]
 
 
-@app.post("/ai/sentiment/analyze/batch")
+@app.post(api.SENTIMENT_BATCH_ROUTE)
 async def analyze_batch(body: dict) -> dict:
     return {"results": _sentiment([m["text"] for m in body["messages"]])}
 
 
-@app.post("/ai/recommendations/battles")
+@app.post(api.RECOMMENDATIONS_ROUTE)
 async def recommend(body: dict) -> dict:
     n = len(catalogue.battles)
     scores = recommender.run(
@@ -69,6 +70,6 @@ async def recommend(body: dict) -> dict:
     return {"recommendations": [{"battleId": catalogue.battles[i].battle_id, "score": float(scores[i])} for i in order]}
 
 
-@app.get("/health")
+@app.get(api.HEALTH_ROUTE)
 async def health() -> dict:
     return {"status": "healthy"}

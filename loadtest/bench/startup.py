@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from djserve.api import READYZ_ROUTE
 from djserve.process import free_port, http_status
 
 
@@ -33,7 +34,7 @@ def measure_startup(repository: Path, timeout_s: float = 180.0) -> Startup:
         t0 = time.monotonic()
         proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            while http_status(f"http://127.0.0.1:{ports['port']}/readyz") != 200:
+            while http_status(f"http://127.0.0.1:{ports['port']}{READYZ_ROUTE}") != 200:
                 if proc.poll() is not None:
                     raise RuntimeError(f"djserve serve exited with {proc.returncode} before it was ready")
                 if time.monotonic() - t0 > timeout_s:

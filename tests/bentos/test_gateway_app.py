@@ -107,6 +107,73 @@ def test_a_500_carries_the_request_id_too(make):
     assert r.headers[api.REQUEST_ID_HEADER] == "crash-1"
 
 
+@pytest.fixture
+def server_app(monkeypatch):
+    """`build_server(traffic)`: BentoML's whole server app (what its worker hands to uvicorn: system
+    routes, traffic middlewares, the mounted gateway app) with these traffic settings; no lifespan.
+    BentoML's request metrics are off: they register once per process, on the first request."""
+    from bentos.service import Gateway
+
+    def build_server(traffic: dict, wrapped: bool = True, metrics: bool = False):
+        monkeypatch.setitem(Gateway.config, "traffic", traffic)
+        monkeypatch.setitem(Gateway.config, "metrics", {"enabled": metrics})
+        return Gateway.to_asgi() if wrapped else type(Gateway).__base__.to_asgi(Gateway)
+
+    yield build_server
+    monkeypatch.undo()
+    Gateway.inject_config()  # BentoML's global configuration back to the service's own
+
+
+async def _held_then_refused(server, held_id: str, refused_id: str):
+    import asyncio
+
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server), base_url="http://gateway") as c:
+        held = asyncio.create_task(c.post(api.SENTIMENT_ROUTE, json={"text": "great set"}, headers={api.REQUEST_ID_HEADER: held_id}))
+        await asyncio.sleep(0.05)
+        refused = await c.post(api.SENTIMENT_ROUTE, json={"text": "great set"}, headers={api.REQUEST_ID_HEADER: refused_id})
+        livez = await c.get(api.LIVEZ_ROUTE)
+        return await held, refused, livez
+
+
+def test_bentoml_own_answers_carry_the_request_id(make, server_app):
+    """BentoML answers a request past `traffic.timeout` (504) and one past `traffic.max_concurrency`
+    (429) from middlewares around the app's; the gateway wraps the whole server app, so those carry
+    the id too. Without the wrapping (BentoML's own `to_asgi`), they do not."""
+    import asyncio
+
+    fake = FakeTriton()
+    fake.hold.add(1)  # every sentiment call waits: the first request times out, the second is one too many
+    make(fake)
+    traffic = {"timeout": 0.3, "max_concurrency": 1}
+    timed_out, refused, livez = asyncio.run(_held_then_refused(server_app(traffic), "held-1", "refused-2"))
+    assert (timed_out.status_code, refused.status_code, livez.status_code) == (504, 429, 200), timed_out.text
+    assert timed_out.headers[api.REQUEST_ID_HEADER] == "held-1"
+    assert refused.headers[api.REQUEST_ID_HEADER] == "refused-2"
+    assert HEX32.match(livez.headers[api.REQUEST_ID_HEADER])
+
+    fake.release = None  # the hold's event belongs to the first run's loop
+    timed_out, refused, _ = asyncio.run(_held_then_refused(server_app(traffic, wrapped=False), "held-3", "refused-4"))
+    assert (timed_out.status_code, refused.status_code) == (504, 429)
+    assert api.REQUEST_ID_HEADER not in timed_out.headers and api.REQUEST_ID_HEADER not in refused.headers
+
+
+def test_every_route_constant_is_served(make, server_app):
+    """The app's /openapi.json documents exactly the route constants of djserve.api (a new route
+    needs one), and BentoML's server app serves the system ones around it."""
+    gw, client = make(admin_token=TOKEN)
+    doc = client.get(api.OPENAPI_ROUTE)
+    assert doc.status_code == 200
+    assert set(doc.json()["paths"]) == set(api.APP_ROUTES) | set(api.ADMIN_ROUTES)
+    server = server_app({"timeout": 900}, metrics=True)  # no request: nothing registered
+    served = {getattr(r, "path", None) for r in server.app.routes}
+    assert set(api.SERVER_ROUTES) <= served, served
+    assert set(api.ROUTES) == {*api.APP_ROUTES, *api.ADMIN_ROUTES, *api.SERVER_ROUTES, api.OPENAPI_ROUTE}
+    assert all(r.startswith(api.ADMIN_PREFIX + "/") for r in api.ADMIN_ROUTES)
+    assert not [r for r in api.APP_ROUTES if r.startswith(api.ADMIN_PREFIX)]
+
+
 # --- admin token ---------------------------------------------------------------------------------
 
 
@@ -127,11 +194,33 @@ def test_admin_routes_need_the_bearer_token(make):
     assert client.get(api.STATS_ROUTE, headers={"Authorization": f"bearer {TOKEN}"}).status_code == 422  # scheme: any case
 
 
-def test_admin_routes_are_disabled_without_a_configured_token(make):
+def test_admin_routes_are_not_mounted_without_a_configured_token(make):
+    from bentos.service import app
+
     gw, client = make()
-    r = client.get(api.STATS_ROUTE, params={"family": "sentiment"}, headers=AUTH)
-    assert r.status_code == 403
-    assert r.json()["error"]["code"] == "admin_disabled" and api.ADMIN_TOKEN_ENV in r.json()["error"]["message"]
+    for route in api.ADMIN_ROUTES:
+        for headers in ({}, AUTH):
+            r = client.get(route, params={"family": "sentiment"}, headers=headers)
+            assert r.status_code == 404, (route, headers, r.text)
+            assert r.json() == client.get("/no/such/route", headers=headers).json()  # like any unknown path
+            assert HEX32.match(r.headers[api.REQUEST_ID_HEADER])
+        assert client.post(route, headers=AUTH).status_code == 404  # not even a 405: no route at all
+    paths = client.get(api.OPENAPI_ROUTE).json()["paths"]
+    assert not [p for p in paths if p.startswith(api.ADMIN_PREFIX)], list(paths)
+    assert set(api.APP_ROUTES) <= set(paths) and app.openapi()["paths"].keys() == paths.keys()
+
+
+def test_a_gateway_with_a_token_mounts_them_again(make):
+    """One process, gateways configured one after the other (as the tests do): mounting follows the
+    configuration of the last one, both ways, and the cached /openapi.json follows it."""
+    make()
+    gw, client = make(admin_token=TOKEN)
+    assert set(api.ADMIN_ROUTES) <= set(client.get(api.OPENAPI_ROUTE).json()["paths"])
+    assert client.get(api.STATS_ROUTE, params={"family": "sentiment"}, headers=AUTH).status_code == 200
+    assert client.get(api.STATS_ROUTE, params={"family": "sentiment"}).status_code == 401
+    gw, client = make()
+    assert client.get(api.STATS_ROUTE, params={"family": "sentiment"}, headers=AUTH).status_code == 404
+    assert not set(api.ADMIN_ROUTES) & set(client.get(api.OPENAPI_ROUTE).json()["paths"])
 
 
 def test_every_admin_route_is_guarded(make):
