@@ -128,7 +128,7 @@ class Promoter:
         """Refuse a step before it changes anything if Triton would refuse its model control."""
         try:
             self.triton.check_access()
-        except TritonAccessDenied as exc:
+        except (TritonAccessDenied, ReplicaError) as exc:  # a replica that cannot be reached blocks every step
             raise PromotionError(str(exc)) from None
 
     def restore(self) -> None:
