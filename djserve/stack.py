@@ -71,12 +71,13 @@ class Stack:
         cls, repository: Path, state_dir: Path, *, replicas: int = 1, gateways: int = 1, host: str = "127.0.0.1",
         triton_ports: list[tuple[int, int, int]] | None = None, gateway_ports: list[int] | None = None,
         admin_token: str | None = None, gateway_env: dict[str, str] | None = None, triton_overrides: dict | None = None,
-        on_triton_ready: TritonHook | None = None, log: Callable[[str], None] = print,
+        on_triton_ready: TritonHook | None = None, log: Callable[[str], None] = print, log_dir: Path | None = None,
     ) -> "Stack":
         """Replicas and gateways on this machine, sharing `state_dir` (policy, drift, predictions, logs).
 
-        Ports: `triton_ports` (http, grpc, metrics) per replica and `gateway_ports` per gateway, else free ones."""
-        logs = state_dir / "logs"
+        Ports: `triton_ports` (http, grpc, metrics) per replica and `gateway_ports` per gateway, else free
+        ones. Logs: `log_dir` (default `<state_dir>/logs`), `tritonserver-<i>.log` and `gateway-<i>.log`."""
+        logs = log_dir or state_dir / "logs"
         tritons = []
         for i in range(replicas):
             http, grpc, metrics = triton_ports[i] if triton_ports else (free_port(), free_port(), free_port())

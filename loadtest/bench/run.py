@@ -51,44 +51,33 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
             step(f"naive baseline: {name}")
             naive_points += asyncio.run(http_load.measure_endpoint(naive.url, "naive", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
 
-    from djserve.gateway import GatewayServer
-    from djserve.triton import TritonServer, TritonSettings
+    from djserve.stack import Stack
 
     with tempfile.TemporaryDirectory(prefix="djserve-bench-") as tmp:
-        state = Path(tmp)
-        settings = TritonSettings(
-            model_repository=repository, backend_dir=state / "backends", log_file=out / "tritonserver.log",
-            http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
-        )
-        step("Triton: starting")
-        with TritonServer(settings) as triton:
+        # Triton and the gateway start together (the gateway idles while Triton is measured alone).
+        step("Triton and the gateway: starting")
+        with Stack.local(repository, Path(tmp), log_dir=out, log=step) as stack:
+            triton = stack.tritons[0]
             triton_points = []
             for model in dict.fromkeys(w.model for w in workloads):
                 for batching in ("off", "on"):
-                    triton_direct.set_batching(triton.http_url, model, batching, settings.admin_headers())
+                    triton_direct.set_batching(triton.http_url, model, batching, triton.settings.admin_headers())
                     for w in (w for w in workloads if w.model == model):
                         step(f"Triton: {w.name}, batching {batching}")
                         triton_points += asyncio.run(
                             triton_direct.measure_model(triton.grpc_url, w, batching, cfg.concurrencies, cfg.seconds, cfg.warmup_s, cfg.seed)
                         )
-            env = {
-                "DJSERVE_GATEWAY_REPOSITORY": str(repository),
-                "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
-                "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state / "drift"),
-                "BENTOML_HOME": str(state / "bentoml"),
-            }
-            step("gateway: starting")
-            with GatewayServer(triton.grpc_url, out / "gateway.log", port=free_port(), env=env) as gw:
-                gateway_points = []
-                for name in cfg.gateway_endpoints:
-                    step(f"gateway: {name}")
-                    gateway_points += asyncio.run(http_load.measure_endpoint(gw.url, "gateway", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
-                step(f"gateway: judge, {cfg.judge_clip_seconds:g} s clip")
-                judge_e2e = asyncio.run(http_load.measure_judge(gw.url, "gateway", clip, 1, cfg.judge_seconds, cfg.warmup_s))
-                live = []
-                for streams in cfg.live_streams:
-                    step(f"gateway: live, {streams} streams")
-                    live.append(asyncio.run(http_load.measure_live(gw.url, streams, cfg.live_seconds)))
+            gw = stack.gateway
+            gateway_points = []
+            for name in cfg.gateway_endpoints:
+                step(f"gateway: {name}")
+                gateway_points += asyncio.run(http_load.measure_endpoint(gw.url, "gateway", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+            step(f"gateway: judge, {cfg.judge_clip_seconds:g} s clip")
+            judge_e2e = asyncio.run(http_load.measure_judge(gw.url, "gateway", clip, 1, cfg.judge_seconds, cfg.warmup_s))
+            live = []
+            for streams in cfg.live_streams:
+                step(f"gateway: live, {streams} streams")
+                live.append(asyncio.run(http_load.measure_live(gw.url, streams, cfg.live_seconds)))
 
     started = None
     if cfg.startup:

@@ -7,6 +7,8 @@ queue and compute times come from Triton's own statistics over the load point.
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Literal
 
 import numpy as np
@@ -95,6 +97,21 @@ class PrebuiltInfer:
         await self.channel.close()
 
 
+async def _settled(stats: AsyncTritonModelClient, model: str, quiet_s: float = 0.2, limit_s: float = 10.0) -> dict:
+    """The model's totals once no request is running: a request the previous run cancelled on the
+    client still runs on Triton and must not land in the next window (a 300-row recommender call in
+    a batching-off window of single rows reads as batching)."""
+    totals = _totals(await stats.statistics(model))
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(quiet_s)
+        again = _totals(await stats.statistics(model))
+        if again == totals:
+            break
+        totals = again
+    return totals
+
+
 async def measure_model(
     grpc_url: str, w: Workload, batching: Batching, concurrencies: list[int], seconds: float, warmup_s: float, seed: int = 0
 ) -> list[TritonPoint]:
@@ -104,9 +121,9 @@ async def measure_model(
     points = []
     try:
         for c in concurrencies:
-            before = _totals(await stats.statistics(w.model))
+            before = await _settled(stats, w.model)
             point = await closed_loop(infer, c, seconds, warmup_s, items=w.rows)
-            after = _totals(await stats.statistics(w.model))
+            after = await _settled(stats, w.model)
             d = {k: after[k] - before[k] for k in after}
             n = max(d["success"], 1)
             points.append(
