@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from bentos.request_id import VALID as REQUEST_ID_PATTERN
+from djserve.api import FEEDBACK_ROUTE, PIN_HEADER, REQUEST_ID_HEADER
 from djserve.schemas import ErrorBody
 
 REF = "#/components/schemas/{model}"
@@ -53,6 +55,24 @@ def multipart_or_json_body(form: dict[str, dict[str, Any]], required: list[str],
     }}}
 
 
+PIN_PARAMETER: dict[str, Any] = {
+    "name": PIN_HEADER, "in": "header", "required": False,
+    "description": "pin the request to this loaded version of the endpoint's model family (bypasses canary "
+                   "routing); 404 when it is not loaded, 400 when it is not a version number",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
+}
+REQUEST_ID_RESPONSE_HEADER: dict[str, Any] = {
+    "description": f"the caller's id when it sent a valid one, else a new one; what POST {FEEDBACK_ROUTE} names",
+    "required": True,
+    "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN.pattern},
+}
+
+
+def pinned(extra: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra=` of a model endpoint: its body and the optional pin header."""
+    return {**extra, "parameters": [PIN_PARAMETER]}
+
+
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     _BODIES.add(model)
     return {"$ref": REF.format(model=model.__name__)}
@@ -74,6 +94,10 @@ def install(app: FastAPI) -> None:
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for name, schema in defs.get("$defs", {}).items():
             schemas.setdefault(name, schema)
+        for operations in doc.get("paths", {}).values():  # every answer carries X-Request-ID
+            for operation in operations.values():
+                for answer in operation.get("responses", {}).values():
+                    answer.setdefault("headers", {})[REQUEST_ID_HEADER] = REQUEST_ID_RESPONSE_HEADER
         app.openapi_schema = doc
         return doc
 

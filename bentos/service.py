@@ -29,10 +29,11 @@ import bentoml
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import ValidationError
 
 from bentos import audio, judge, live, recommend, request_id, sentiment
-from bentos.openapi import errors, install, json_body, multipart_or_json_body
+from bentos.openapi import errors, install, json_body, multipart_or_json_body, pinned
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
 from bentos.predictions import KindMismatch, LabelMismatch, PredictionStore, UnknownRequest, digest
@@ -104,6 +105,21 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return _pydantic_error(exc.errors())
 
 
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+              415: "unsupported_media_type"}
+"""`ErrorBody.error.code` of the refusals Starlette makes itself (an unknown path, a method the path
+has not, a multipart body it cannot parse)."""
+
+
+@app.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own refusals answer an ErrorBody too (FastAPI's default is `{"detail": ...}`), with
+    their headers (Allow on a 405)."""
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}) or None)
+
+
 @app.exception_handler(Exception)
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     rid = request_id.current()
@@ -144,13 +160,20 @@ async def _json(request: Request) -> object:
         raise GatewayError("invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
+MAX_PIN_DIGITS = 18
+"""A Triton version is an int64; longer digit strings are refused before int() (which stops at 4,300)."""
+
+
 def _pin(request: Request) -> int | None:
     raw = request.headers.get(PIN_HEADER)
     if raw is None:
         return None
-    if not raw.strip().isdigit() or int(raw) < 1:
-        raise GatewayError("invalid_header", f"{PIN_HEADER} must be a version number >= 1, got {raw!r}", field=PIN_HEADER)
-    return int(raw)
+    value = raw.strip()
+    # ASCII digits only: str.isdigit() is also true for '²' (a latin-1 header byte), which int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > MAX_PIN_DIGITS or int(value) < 1:
+        shown = raw if len(raw) <= 32 else raw[:32] + "..."
+        raise GatewayError("invalid_header", f"{PIN_HEADER} must be a version number >= 1, got {shown!r}", field=PIN_HEADER)
+    return int(value)
 
 
 def _b64(data: str, field: str) -> bytes:
@@ -232,16 +255,19 @@ class Gateway:
 
     # --- judge ---------------------------------------------------------------------------
 
-    @app.post(api.JUDGE_ANALYZE_ROUTE, response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=multipart_or_json_body(
+    @app.post(api.JUDGE_ANALYZE_ROUTE, response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=pinned(multipart_or_json_body(
         {"audio": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG or MP3"},
          "battleId": {"type": "string", "minLength": 1}, "genre": {"type": "string", "minLength": 1},
          "tracks": {"type": "string", "description": "JSON list of {title, artist, genre}"}},
-        ["audio", "battleId", "genre"], JudgeRequest))
+        ["audio", "battleId", "genre"], JudgeRequest)))
     async def judge_analyze(self, request: Request) -> ScoreSheet:
         """Score one DJ set: multipart (`audio` file + battleId, genre, tracks JSON) or JSON base64."""
         self._check_size(request)
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
+            try:
+                form = await request.form()
+            except StarletteHTTPException as exc:
+                raise GatewayError("invalid_multipart", f"the multipart body cannot be read: {exc.detail}") from None
             upload = form.get("audio")
             if upload is None or isinstance(upload, str):
                 raise InvalidInput("missing_audio", "multipart field 'audio' must be a file", field="audio")
@@ -266,7 +292,7 @@ class Gateway:
         self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
         return sheet
 
-    @app.post(api.JUDGE_BATTLE_ROUTE, response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=json_body(BattleRequest))
+    @app.post(api.JUDGE_BATTLE_ROUTE, response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=pinned(json_body(BattleRequest)))
     async def judge_battle(self, request: Request) -> BattleResult:
         """Both sets of one battle: two score sheets, the winner and the margin (S1:889-910)."""
         import asyncio
@@ -297,7 +323,7 @@ class Gateway:
 
     # --- live analysis -------------------------------------------------------------------
 
-    @app.post(api.LIVE_BEATS_ROUTE, response_model=LiveBeats, responses=AUDIO_ERRORS, openapi_extra=json_body(LiveChunkRequest))
+    @app.post(api.LIVE_BEATS_ROUTE, response_model=LiveBeats, responses=AUDIO_ERRORS, openapi_extra=pinned(json_body(LiveChunkRequest)))
     async def live_beats(self, request: Request) -> LiveBeats:
         """One chunk of a live stream (JSON base64 audio, 0.3-10 s): beat probability and tempo confidence."""
         self._check_size(request)
@@ -311,7 +337,7 @@ class Gateway:
     # --- sentiment -----------------------------------------------------------------------
 
     @app.post(api.SENTIMENT_ROUTE, response_model=SentimentResult, responses=MODEL_ERRORS,
-              openapi_extra=json_body(SentimentRequest))
+              openapi_extra=pinned(json_body(SentimentRequest)))
     async def sentiment_analyze(self, request: Request) -> SentimentResult:
         body = _parse(SentimentRequest, await _json(request))
         result = await sentiment.analyze(self.backend, [body], self.settings.max_text_chars, _pin(request))
@@ -319,7 +345,7 @@ class Gateway:
         return result.results[0]
 
     @app.post(api.SENTIMENT_BATCH_ROUTE, response_model=SentimentBatchResult, responses=MODEL_ERRORS,
-              openapi_extra=json_body(SentimentBatchRequest))
+              openapi_extra=pinned(json_body(SentimentBatchRequest)))
     async def sentiment_analyze_batch(self, request: Request):
         body = _parse(SentimentBatchRequest, await _json(request))
         if not body.messages:
@@ -342,7 +368,7 @@ class Gateway:
     # --- recommendations -------------------------------------------------------------------
 
     @app.post(api.RECOMMENDATIONS_ROUTE, response_model=Recommendations, responses=MODEL_ERRORS,
-              openapi_extra=json_body(RecommendationRequest))
+              openapi_extra=pinned(json_body(RecommendationRequest)))
     async def recommendations(self, request: Request) -> Recommendations:
         body = _parse(RecommendationRequest, await _json(request))
         limit = min(body.limit, self.settings.max_recommendations)

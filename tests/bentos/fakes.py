@@ -37,12 +37,35 @@ def sentiment_logits(inputs: Mapping[str, np.ndarray], version: int) -> np.ndarr
     return logits
 
 
+JUDGE_OUTPUTS = {"judge": "component_scores", "technical": "technical_scores", "creative": "creative_scores"}
+
+
+def judge_scores(model: str, inputs: Mapping[str, np.ndarray], version: int) -> np.ndarray:
+    """[N, 4] in [0, 1]: from the mean of each window's mixing features, so louder or busier windows
+    score differently; the version shifts every score a little."""
+    level = inputs["mixing_features"].reshape(len(inputs["mixing_features"]), -1).mean(axis=1)
+    heads = np.arange(4) / 8 + list(JUDGE_OUTPUTS).index(model) / 16 + version / 100
+    return np.clip(level[:, None] * 0.5 + heads[None, :], 0.0, 1.0).astype(np.float32)
+
+
+def beat_activation(mel: np.ndarray) -> np.ndarray:
+    """[1, T, 1]: each frame's rise in mel energy, scaled to [0, 1] (a click is a peak)."""
+    energy = mel[0].sum(axis=-1)
+    rise = np.maximum(np.diff(energy, prepend=energy[:1]), 0.0)
+    return (rise / max(float(rise.max()), 1e-9)).reshape(1, -1, 1).astype(np.float32)
+
+
 def default_outputs(model: str, inputs: Mapping[str, np.ndarray], version: int) -> dict[str, np.ndarray]:
     if model == "sentiment":
         return {"logits": sentiment_logits(inputs, version)}
     if model == "recommender":
         items = inputs["item_ids"].reshape(-1).astype(np.float64)
         return {"score": ((items * 7919 + 13 * version) % 1000 / 1000.0).reshape(-1, 1).astype(np.float32)}
+    if model in JUDGE_OUTPUTS:
+        return {JUDGE_OUTPUTS[model]: judge_scores(model, inputs, version)}
+    if model == "beat_tracker":
+        activation = beat_activation(inputs["mel_frames"])
+        return {"beat_activation": activation, "beat_probability": activation.max(axis=1).reshape(1, 1)}
     raise KeyError(f"the fake Triton does not serve {model}")
 
 

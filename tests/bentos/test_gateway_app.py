@@ -382,3 +382,240 @@ def test_an_audio_fault_found_while_decoding_a_live_chunk_is_its_4xx(make, monke
     r = client.post("/ai/live/beats", json={"streamId": "s-1", "audioData": {"base64": chunk}})
     assert r.status_code == 422 and r.json()["error"]["code"] == "audio_too_short", r.text
     assert sentiment(client).status_code == 200  # and the gateway serves everyone else
+
+
+# --- the pin header ------------------------------------------------------------------------------
+
+
+def _raw_post(client, path: str, body: bytes, headers: list[tuple[bytes, bytes]]):
+    """A request whose header bytes reach the app as sent (httpx would re-encode a non-ASCII str)."""
+    from bentos.service import app
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "client": ("t", 1),
+             "server": ("gateway", 80), "headers": [(b"content-type", b"application/json"),
+                                                    (b"content-length", str(len(body)).encode()), *headers]}
+    sent, received = [], [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        return received.pop(0) if received else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    try:
+        client.portal.call(app, scope, receive, send)
+    except Exception:  # noqa: BLE001 - Starlette re-raises after it has sent its 500
+        pass
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_a_pin_that_is_not_a_plain_version_number_is_a_400_never_a_500(make):
+    """`str.isdigit()` is true for '²' (a latin-1 header byte) and for 5,000 digits, which `int()`
+    refuses (ValueError): both were 500s."""
+    import json
+
+    gw, client = make()
+    for raw in (b"\xb2", b"\xb9", b"1" * 5000, b"\xd9\xa3", b"0", b"-1", b"+1", b"1_0", b"latest", b""):
+        status, body = _raw_post(client, api.SENTIMENT_ROUTE, b'{"text": "great set"}', [(api.PIN_HEADER.lower().encode(), raw)])
+        assert (status, json.loads(body)["error"]["code"]) == (400, "invalid_header"), (raw[:20], status, body[:300])
+    for raw, status in ((b"1", 200), (b" 1 ", 200), (b"2", 404), (b"9" * 18, 404)):
+        assert _raw_post(client, api.SENTIMENT_ROUTE, b'{"text": "great set"}', [(api.PIN_HEADER.lower().encode(), raw)])[0] == status, raw
+
+
+# --- Starlette's own refusals --------------------------------------------------------------------
+
+
+def test_starlettes_own_refusals_are_error_bodies_too(make):
+    """A multipart body that cannot be parsed was `{"detail": "Invalid multipart data."}` (found by the
+    fuzzer, tests/e2e/test_api_fuzz.py): not the published ErrorBody. So were an unknown path and a
+    method the path does not have."""
+    from djserve.schemas import ErrorBody
+
+    gw, client = make()
+    boundary = "a222103b9b30b1f9e8be6882ecedb1d2"
+    broken = client.post(api.JUDGE_ANALYZE_ROUTE, content=f"--{boundary}\r\n[]--{boundary}--\r\n".encode(),
+                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}", api.REQUEST_ID_HEADER: "mp-1"})
+    unknown = client.get("/no/such/route")
+    method = client.get(api.SENTIMENT_ROUTE)
+    answers = {"multipart": broken, "unknown": unknown, "method": method}
+    got = {k: (r.status_code, ErrorBody.model_validate(r.json()).error.code) for k, r in answers.items()}
+    assert got == {"multipart": (400, "invalid_multipart"), "unknown": (404, "not_found"), "method": (405, "method_not_allowed")}
+    assert broken.headers[api.REQUEST_ID_HEADER] == "mp-1" and method.headers["Allow"] == "POST"
+    assert sentiment(client).status_code == 200
+
+
+# --- the use cases with the fake models ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clicks():
+    """Short click tracks (bytes): a 6 s set at 128 BPM, a 2 s live chunk at 120 BPM."""
+    from loadtest.samples import click_track, encode
+
+    return {"set": encode(click_track(128, 6.0)), "other": encode(click_track(140, 6.0, seed=3)),
+            "chunk": encode(click_track(120, 2.0))}
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def test_judge_scores_a_set_uploaded_or_in_json_and_its_label_grades_it(make, clicks):
+    import json
+
+    from djserve.specs.genres import GENRE_WEIGHTS, JUDGE_COMPONENTS
+
+    gw, client = make()
+    tracks = [{"title": "Strings of Life", "artist": "Rhythim Is Rhythim"}]
+    upload = client.post(api.JUDGE_ANALYZE_ROUTE, files={"audio": ("set.wav", clicks["set"], "audio/wav")},
+                         data={"battleId": "b-1", "genre": "Techno", "tracks": json.dumps(tracks)},
+                         headers={api.REQUEST_ID_HEADER: "judge-1"})
+    assert upload.status_code == 200, upload.text
+    sheet = upload.json()
+    assert sheet["genre"] == "techno" and sheet["genreKnown"] is True
+    assert set(sheet["components"]) == set(JUDGE_COMPONENTS) and len(sheet["technical"]) == len(sheet["creative"]) == 4
+    expected = sum(w * sheet["components"][c] for w, c in zip(GENRE_WEIGHTS["techno"], JUDGE_COMPONENTS))
+    assert sheet["overallScore"] == pytest.approx(expected, abs=1e-5)
+    assert sheet["modelVersions"] == {"judge": 1, "technical": 1, "creative": 1}
+    assert sheet["audio"]["windows"] == 1 and sheet["audio"]["durationSeconds"] == pytest.approx(6.0, abs=0.05)
+    assert abs(sheet["tempo"]["bpm"] - 128) <= 2  # the gateway's own tempo, not a model's
+
+    as_json = client.post(api.JUDGE_ANALYZE_ROUTE, json={"battleId": "b-1", "genre": "techno", "tracks": tracks,
+                                                         "audioData": {"base64": b64(clicks["set"]), "format": "wav"}})
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["components"] == sheet["components"]
+
+    graded = client.post(api.FEEDBACK_ROUTE, json={"requestId": "judge-1", "kind": "judge_score", "value": 0.5})
+    assert graded.status_code == 202 and graded.json()["family"] == "judge"
+    assert graded.json()["score"] == pytest.approx(-abs(sheet["overallScore"] - 0.5), abs=1e-6)
+
+
+def test_a_battle_names_the_winner_and_refuses_one_dj_twice(make, clicks):
+    gw, client = make()
+    sets = [{"djId": "dj-a", "audioData": {"base64": b64(clicks["set"])}},
+            {"djId": "dj-b", "audioData": {"base64": b64(clicks["other"])}}]
+    r = client.post(api.JUDGE_BATTLE_ROUTE, json={"battleId": "battle-1", "genre": "techno", "sets": sets})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    a, b = (body["sheets"][dj]["overallScore"] for dj in ("dj-a", "dj-b"))
+    assert a != b and body["winner"] == ("dj-a" if a > b else "dj-b") and body["margin"] == pytest.approx(abs(a - b), abs=1e-6)
+    same = client.post(api.JUDGE_BATTLE_ROUTE, json={"battleId": "battle-1", "genre": "techno",
+                                                     "sets": [sets[0], {**sets[1], "djId": "dj-a"}]})
+    assert (same.status_code, same.json()["error"]["code"], same.json()["error"]["field"]) == (422, "invalid_request", "sets")
+
+
+def test_live_beats_finds_the_clicks_of_a_chunk_and_keeps_a_stream_on_one_version(make, clicks):
+    gw, client = make()
+    write_policy(gw.settings, beat_tracker=FamilyPolicy(stable=1, canary=2, canary_percent=50))
+    body = {"streamId": "stream-7", "audioData": {"base64": b64(clicks["chunk"]), "format": "wav"}}
+    first = client.post(api.LIVE_BEATS_ROUTE, json=body)
+    assert first.status_code == 200, first.text
+    beats = first.json()
+    assert beats["streamId"] == "stream-7" and beats["beatProbability"] == pytest.approx(1.0)
+    assert beats["durationSeconds"] == pytest.approx(2.0, abs=0.05) and beats["frames"] > 80
+    assert len(beats["beats"]) >= 3 and all(abs((t / 0.5) - round(t / 0.5)) < 0.1 for t in beats["beats"])  # every 0.5 s
+    again = [client.post(api.LIVE_BEATS_ROUTE, json=body).json()["modelVersion"] for _ in range(3)]
+    assert again == [beats["modelVersion"]] * 3  # the stream id is the routing key
+    others = {client.post(api.LIVE_BEATS_ROUTE, json={**body, "streamId": f"s-{i}"}).json()["modelVersion"] for i in range(12)}
+    assert others == {1, 2}
+
+
+def test_recommendations_are_ranked_and_limited(make):
+    gw, client = make(max_recommendations=4)
+    r = client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "test-user-123", "limit": 10})
+    assert r.status_code == 200, r.text
+    scores = [b["score"] for b in r.json()["recommendations"]]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True) and r.json()["modelVersion"] == 1
+    assert client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "u", "limit": "ten"}).json()["error"]["code"] == "invalid_request"
+
+
+def test_sentiment_answers_the_fake_models_label(make):
+    gw, client = make()
+    one = sentiment(client, "what a great set")
+    assert one.status_code == 200
+    body = one.json()
+    assert body["sentiment"] == max(body["scores"], key=body["scores"].get) and body["modelVersion"] == 1
+    assert sum(body["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    batch = client.post(api.SENTIMENT_BATCH_ROUTE, json={"messages": [{"text": "what a great set"}, {"text": "awful mix"}]})
+    assert batch.status_code == 200 and batch.json()["results"][0]["scores"] == pytest.approx(body["scores"])
+    assert client.post(api.SENTIMENT_BATCH_ROUTE, json={"messages": []}).json()["error"]["code"] == "empty_batch"
+
+
+# --- Triton's failures, mapped ---------------------------------------------------------------------
+
+
+def _unavailable():
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
+
+
+def _failed():
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException("onnx runtime error: shape mismatch", status="StatusCode.INTERNAL")
+
+
+def _not_loaded():
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException("Request for unknown model: 'x' version 2 is not found", status="StatusCode.NOT_FOUND")
+
+
+def _timed_out():
+    import asyncio
+
+    return asyncio.TimeoutError()
+
+
+def _use_cases(clicks) -> dict[str, tuple[str, str, dict]]:
+    """use case -> (the family its request calls first, route, body)"""
+    return {
+        "judge": ("judge", api.JUDGE_ANALYZE_ROUTE, {"battleId": "b", "genre": "house", "audioData": {"base64": b64(clicks["set"])}}),
+        "live": ("beat_tracker", api.LIVE_BEATS_ROUTE, {"streamId": "s", "audioData": {"base64": b64(clicks["chunk"])}}),
+        "sentiment": ("sentiment", api.SENTIMENT_ROUTE, {"text": "what a great set"}),
+        "recommend": ("recommender", api.RECOMMENDATIONS_ROUTE, {"userId": "test-user-123", "limit": 3}),
+    }
+
+
+@pytest.mark.parametrize("failure, status, code", [
+    (_unavailable, 503, "triton_unavailable"),
+    (_failed, 502, "inference_failed"),
+    (_not_loaded, 503, "triton_unavailable"),  # the policy routes to a version Triton has not loaded
+    (_timed_out, 503, "triton_unavailable"),
+])
+def test_triton_failures_map_to_their_status_in_every_use_case(make, clicks, failure, status, code):
+    fake = FakeTriton()
+    gw, client = make(fake)
+    for use_case, (family, route, body) in _use_cases(clicks).items():
+        fake.fail.clear()
+        fake.fail[(family, 1)] = failure()
+        r = client.post(route, json=body, headers={api.REQUEST_ID_HEADER: f"{use_case}-1"})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), (use_case, r.text)
+        assert r.headers[api.REQUEST_ID_HEADER] == f"{use_case}-1"
+        assert ("Retry-After" in r.headers) == (status == 503), use_case
+        if status == 503:
+            assert int(r.headers["Retry-After"]) >= 1
+    fake.fail.clear()
+    assert sentiment(client).status_code == 200  # and the next request is served
+
+
+def test_a_pinned_version_triton_does_not_have_is_a_404_in_every_use_case(make, clicks):
+    fake = FakeTriton()
+    gw, client = make(fake)
+    for use_case, (family, route, body) in _use_cases(clicks).items():
+        fake.fail[(family, 2)] = _not_loaded()
+        r = client.post(route, json=body, headers={api.PIN_HEADER: "2"})
+        assert (r.status_code, r.json()["error"]["code"], r.json()["error"]["field"]) == (404, "unknown_model_version", api.PIN_HEADER), use_case
+        assert client.post(route, json=body, headers={api.PIN_HEADER: "1"}).status_code == 200, use_case
+
+
+def test_a_drill_fails_the_named_version_only(make):
+    gw, client = make(fault_injection={"sentiment": {"version": 1, "error_rate": 1.0}})
+    r = sentiment(client)
+    assert (r.status_code, r.json()["error"]["code"]) == (502, "injected_fault")
+    assert client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "test-user-123"}).status_code == 200

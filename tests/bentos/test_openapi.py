@@ -61,3 +61,17 @@ def test_every_reference_resolves_and_uses_the_wire_names(doc):
     assert not missing
     assert "battleId" in schemas["JudgeRequest"]["properties"]  # camelCase, as sent
     assert "requestId" in schemas["FeedbackRequest"]["properties"]
+
+
+def test_model_endpoints_declare_the_pin_header_and_every_answer_its_request_id(doc):
+    from djserve import api
+
+    pinned = {path for path, ops in doc["paths"].items() for op in ops.values()
+              if any(p["name"] == api.PIN_HEADER and p["in"] == "header" for p in op.get("parameters", []))}
+    assert pinned == {api.JUDGE_ANALYZE_ROUTE, api.JUDGE_BATTLE_ROUTE, api.LIVE_BEATS_ROUTE, api.SENTIMENT_ROUTE,
+                      api.SENTIMENT_BATCH_ROUTE, api.RECOMMENDATIONS_ROUTE}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                assert answer["headers"][api.REQUEST_ID_HEADER]["required"] is True, (method, path, status)
+    assert "Retry-After" in doc["paths"][api.SENTIMENT_ROUTE]["post"]["responses"]["503"]["headers"]
