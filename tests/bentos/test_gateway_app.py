@@ -451,9 +451,13 @@ def test_starlettes_own_refusals_are_error_bodies_too(make):
 
 @pytest.fixture(scope="module")
 def clicks():
-    """Short click tracks (bytes): a 6 s set at 128 BPM, a 2 s live chunk at 120 BPM."""
+    """Short click tracks (bytes): a 6 s set at 128 BPM, a 2 s live chunk at 120 BPM. And librosa's
+    numba kernels compiled (or loaded from their cache) once, as the gateway does at start: seconds on
+    a busy machine, which would otherwise land on whichever audio test runs first."""
+    from bentos import audio
     from loadtest.samples import click_track, encode
 
+    audio.warm_up()
     return {"set": encode(click_track(128, 6.0)), "other": encode(click_track(140, 6.0, seed=3)),
             "chunk": encode(click_track(120, 2.0))}
 
