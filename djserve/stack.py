@@ -33,6 +33,20 @@ from djserve.triton import TritonError, TritonServer, TritonSettings
 TritonHook = Callable[[TritonServer], None]
 
 
+def gateway_environment(repository: Path, state_dir: Path, admin_token: str | None = None) -> dict[str, str]:
+    """A gateway's settings for a stack: the repository Triton serves (tokenizers), and the policy,
+    drift baselines, prediction log and supervision record in `state_dir`, shared with MLOps."""
+    return {
+        "DJSERVE_GATEWAY_REPOSITORY": str(repository),
+        "DJSERVE_GATEWAY_POLICY_FILE": str(state_dir / "traffic_policy.json"),
+        "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state_dir / "drift"),
+        "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(state_dir / "predictions"),
+        "DJSERVE_GATEWAY_SUPERVISION_FILE": str(state_dir / SUPERVISION_FILE),
+        "BENTOML_HOME": str(state_dir / "bentoml"),
+        **({ADMIN_TOKEN_ENV: admin_token} if admin_token else {}),
+    }
+
+
 class ChildCrashLoop(RuntimeError):
     """A child kept dying: more restarts than its budget allows within the window."""
 
@@ -85,16 +99,7 @@ class Stack:
                                       http_port=http, grpc_port=grpc, metrics_port=metrics,
                                       log_file=logs / f"tritonserver-{i}.log", **(triton_overrides or {}))
             tritons.append(TritonServer(settings))
-        env = {
-            "DJSERVE_GATEWAY_REPOSITORY": str(repository),
-            "DJSERVE_GATEWAY_POLICY_FILE": str(state_dir / "traffic_policy.json"),
-            "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state_dir / "drift"),
-            "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(state_dir / "predictions"),
-            "DJSERVE_GATEWAY_SUPERVISION_FILE": str(state_dir / SUPERVISION_FILE),
-            "BENTOML_HOME": str(state_dir / "bentoml"),
-            **({ADMIN_TOKEN_ENV: admin_token} if admin_token else {}),
-            **(gateway_env or {}),
-        }
+        env = gateway_environment(repository, state_dir, admin_token) | (gateway_env or {})
         grpc_urls = ",".join(t.grpc_url for t in tritons)
         gws = [GatewayServer(grpc_urls, logs / f"gateway-{i}.log", host=host,
                              port=gateway_ports[i] if gateway_ports else free_port(), env=env)

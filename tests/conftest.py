@@ -109,20 +109,20 @@ regression of the model. The latency gate's power is proven in tests/mlops/test_
 
 def start_gateway(triton_grpc_url: str, repository: Path, state: Path, **extra_env: str):
     """A real `bentoml serve` of the gateway on a free port (context manager: ready on enter)."""
-    from djserve.api import ADMIN_TOKEN_ENV
     from djserve.gateway import GatewayServer
+    from djserve.stack import gateway_environment
 
-    env = {
-        ADMIN_TOKEN_ENV: ADMIN_TOKEN,
-        "DJSERVE_GATEWAY_PREDICTIONS_DIR": str(state / "predictions"),
-        "DJSERVE_GATEWAY_REPOSITORY": str(repository),
-        "DJSERVE_GATEWAY_POLICY_FILE": str(state / "traffic_policy.json"),
-        "DJSERVE_GATEWAY_DRIFT_BASELINE_DIR": str(state / "drift"),
-        "BENTOML_HOME": str(state / "bentoml"),
-        **GATEWAY_TEST_LIMITS,
-        **extra_env,
-    }
+    env = gateway_environment(repository, state, ADMIN_TOKEN) | GATEWAY_TEST_LIMITS | extra_env
     return GatewayServer(triton_grpc_url, state / "gateway.log", port=free_port(), env=env)
+
+
+def local_stack(repository: Path, state: Path, replicas: int = 1, gateways: int = 1, on_triton_ready=None, **gateway_env: str):
+    """The tests' Stack: Triton replica(s) and gateway(s) on free ports with the test admin token and
+    input limits; a context manager (started and ready on enter, stopped on exit)."""
+    from djserve.stack import Stack
+
+    return Stack.local(repository, state, replicas=replicas, gateways=gateways, admin_token=ADMIN_TOKEN,
+                       gateway_env=GATEWAY_TEST_LIMITS | gateway_env, on_triton_ready=on_triton_ready, log=lambda line: None)
 
 
 @pytest.fixture(scope="session")

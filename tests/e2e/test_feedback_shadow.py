@@ -20,7 +20,7 @@ from djserve.prediction_log import PredictionRecord, read
 from djserve.specs import EXPORTED
 from djserve.traffic import FAMILIES, FamilyPolicy, PolicyStore, TrafficPolicy
 from loadtest.samples import click_track, encode
-from tests.conftest import ADMIN_TOKEN, copy_committed_repository, free_port, poll, start_gateway
+from tests.conftest import ADMIN_TOKEN, copy_committed_repository, local_stack, poll
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -30,8 +30,6 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 def stack(exported_repository, tmp_path_factory):
     """Triton with every model at version 1 and sentiment also at version 2 (a copy of 1), and a
     gateway whose policy routes everything to version 1."""
-    from djserve.triton import TritonServer, TritonSettings
-
     root = tmp_path_factory.mktemp("feedback_shadow")
     repo = copy_committed_repository(root / "model_repository")
     for name in EXPORTED:
@@ -40,13 +38,8 @@ def stack(exported_repository, tmp_path_factory):
     state = root / "state"
     policies = PolicyStore(state / "traffic_policy.json", default=lambda: TrafficPolicy(families={}))
     policies.write(TrafficPolicy.all_stable(FAMILIES))  # without a file the newest (sentiment 2) would serve
-    triton = TritonServer(
-        TritonSettings(model_repository=repo, backend_dir=root / "backends", http_port=free_port(),
-                       grpc_port=free_port(), metrics_port=free_port()),
-        log_file=root / "triton.log",
-    )
-    with triton, start_gateway(triton.grpc_url, repo, state) as gateway:
-        with httpx.Client(base_url=gateway.url, timeout=60) as http:
+    with local_stack(repo, state) as running:
+        with httpx.Client(base_url=running.gateway.url, timeout=60) as http:
             yield http, policies, state
 
 

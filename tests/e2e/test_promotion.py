@@ -28,7 +28,7 @@ from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from exporters.architectures import judge as judge_arch
 from loadtest.samples import click_track, encode
-from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, free_port, poll, start_gateway
+from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, free_port, local_stack, poll
 
 CLIPS = [encode(click_track(bpm, 2.5, seed=i)) for i, bpm in enumerate((96, 128, 150))]
 
@@ -39,34 +39,19 @@ def clip_for(key: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(exported_repository, tmp_path_factory):
-    from djserve.triton import TritonServer, TritonSettings
-
     root = tmp_path_factory.mktemp("promotion")
     repo = copy_committed_repository(root / "model_repository")
     for name in EXPORTED:
         shutil.copytree(exported_repository / name / "1", repo / name / "1")
     state = root / "state"
-    triton = TritonServer(
-        TritonSettings(model_repository=repo, backend_dir=root / "backends", http_port=free_port(),
-                       grpc_port=free_port(), metrics_port=free_port()),
-        log_file=root / "triton.log",
-    )
-    triton.start()
-    triton.wait_ready()
-    gateway = start_gateway(triton.grpc_url, repo, state, DJSERVE_GATEWAY_POLICY_FILE=str(state / "traffic_policy.json"),
-                            DJSERVE_GATEWAY_DRIFT_BASELINE_DIR=str(state / "drift"))
-    gateway.start()
-    promo = PromotionSettings(triton_http_url=triton.http_url, gateway_url=gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
-                              watch_poll_s=0.5, watch_step_timeout_s=240, gates=OnlineGateConfig(min_requests=60, error_rate_regression=0.1,
-                                                                    min_latencies=30, min_values=60, latency_slack_s=CI_LATENCY_SLACK_S))
-    promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=lambda line: None)
-    try:
-        gateway.wait_ready()
+    with local_stack(repo, state) as running:
+        promo = PromotionSettings(triton_http_url=running.triton_http_urls, gateway_url=running.gateway.url, admin_token=ADMIN_TOKEN,
+                                  drain_s=1.0, watch_poll_s=0.5, watch_step_timeout_s=240,
+                                  gates=OnlineGateConfig(min_requests=60, error_rate_regression=0.1, min_latencies=30, min_values=60,
+                                                         latency_slack_s=CI_LATENCY_SLACK_S))
+        promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=lambda line: None)
         promoter.materialize()
-        yield promoter, gateway, repo
-    finally:
-        gateway.stop()
-        triton.stop()
+        yield promoter, running.gateway, repo
 
 
 def register_judge(promoter: Promoter, tmp: Path, shift: float = 0.0) -> str:

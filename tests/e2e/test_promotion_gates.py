@@ -30,7 +30,7 @@ from djserve.registry import CHAMPION
 from djserve.settings import Settings
 from djserve.specs import EXPORTED
 from djserve.settings import PROJECT_ROOT
-from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, free_port, skip_without_tritonserver, start_gateway
+from tests.conftest import ADMIN_TOKEN, CI_LATENCY_SLACK_S, copy_committed_repository, local_stack, skip_without_tritonserver
 
 skip_without_tritonserver()
 
@@ -61,28 +61,22 @@ def trained(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def stack(trained, exported_repository, tmp_path_factory):
-    from djserve.triton import TritonServer, TritonSettings
-
+def stack(trained, exported_repository):
     state, repo, runs = trained
     for name in EXPORTED:
         if name != FAMILY:
             shutil.copytree(exported_repository / name / "1", repo / name / "1")
-    root = tmp_path_factory.mktemp("gates-stack")
-    triton = TritonServer(TritonSettings(model_repository=repo, backend_dir=root / "backends", http_port=free_port(),
-                                         grpc_port=free_port(), metrics_port=free_port()), log_file=root / "triton.log")
     faults = {FAMILY: {"version": BROKEN_VERSION, "error_rate": 0.3, "delay_s": 0.0}}
-    with triton:
-        with start_gateway(triton.grpc_url, repo, state, DJSERVE_GATEWAY_FAULT_INJECTION=json.dumps(faults)) as gateway:
-            promo = PromotionSettings(
-                triton_http_url=triton.http_url, gateway_url=gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
-                watch_poll_s=0.5, watch_step_timeout_s=300, shadow_min_pairs=40,
-                gates=OnlineGateConfig(min_requests=30, error_rate_regression=0.1, min_latencies=20, min_values=30,
-                                       latency_slack_s=CI_LATENCY_SLACK_S),
-            )
-            promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=print)
-            promoter.materialize()
-            yield promoter, gateway, runs
+    with local_stack(repo, state, DJSERVE_GATEWAY_FAULT_INJECTION=json.dumps(faults)) as running:
+        promo = PromotionSettings(
+            triton_http_url=running.triton_http_urls, gateway_url=running.gateway.url, admin_token=ADMIN_TOKEN, drain_s=1.0,
+            watch_poll_s=0.5, watch_step_timeout_s=300, shadow_min_pairs=40,
+            gates=OnlineGateConfig(min_requests=30, error_rate_regression=0.1, min_latencies=20, min_values=30,
+                                   latency_slack_s=CI_LATENCY_SLACK_S),
+        )
+        promoter = Promoter(Settings(repository=repo, state_dir=state), promo, log=print)
+        promoter.materialize()
+        yield promoter, running.gateway, runs
 
 
 class Load:

@@ -15,7 +15,7 @@ from djserve.settings import Settings
 from djserve.stack import Stack
 from djserve.specs import EXPORTED
 from loadtest import locust_run
-from tests.conftest import ADMIN_TOKEN, GATEWAY_TEST_LIMITS, copy_committed_repository, poll, skip_without_tritonserver
+from tests.conftest import ADMIN_TOKEN, copy_committed_repository, local_stack, poll, skip_without_tritonserver
 from tests.e2e.test_promotion import register_judge
 
 skip_without_tritonserver()
@@ -46,9 +46,7 @@ def test_promotion_and_rollback_across_two_replicas_lose_no_request(exported_rep
         Promoter(Settings(repository=repo, state_dir=state), PromotionSettings(triton_http_url=triton.http_url),
                  log=lambda line: None).restore()
 
-    stack = Stack.local(repo, state, replicas=2, gateways=2, admin_token=ADMIN_TOKEN, gateway_env=GATEWAY_TEST_LIMITS,
-                        on_triton_ready=restore, log=lambda line: None)
-    with stack:
+    with local_stack(repo, state, replicas=2, gateways=2, on_triton_ready=restore) as stack:
         promoter = Promoter(Settings(repository=repo, state_dir=state),
                             PromotionSettings(triton_http_url=stack.triton_http_urls, gateway_url=stack.gateway.url,
                                               admin_token=ADMIN_TOKEN, drain_s=1.0), log=lambda line: None)
