@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import ValidationError
 
-from bentos import audio, judge, live, recommend, request_id, sentiment
+from bentos import audio, judge, live, metrics, recommend, request_id, sentiment
 from bentos.openapi import errors, install, json_body, multipart_or_json_body, pinned
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
@@ -239,6 +239,7 @@ class Gateway:
         )
         self.backend = ModelBackend(self.settings, triton_client)
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
+        self.restarts = metrics.RestartsExport(self.settings.supervision_file)
         self.predictions = PredictionStore.from_settings(self.settings)
         """The prediction log and the request-id index feedback is joined through."""
         mount_admin(self.settings.admin_token is not None)
@@ -250,6 +251,7 @@ class Gateway:
         self.predictions.record(request_id.current(), family, version, request.url.path, inputs_sha256, outputs)
 
     async def __is_ready__(self) -> bool:
+        self.restarts.refresh()  # probed often (and by the supervisor after every restart)
         server, families = await self.backend.readiness()
         return server and all(families.values())
 
