@@ -73,12 +73,13 @@ class _Child:
 
 class Stack:
     def __init__(self, tritons: list[TritonServer], gateways: list[GatewayServer], state_dir: Path,
-                 on_triton_ready: TritonHook | None = None, log: Callable[[str], None] = print):
+                 on_triton_ready: TritonHook | None = None, log: Callable[[str], None] = print,
+                 budget: Callable[[], RestartBudget] = RestartBudget):
         self.tritons, self.gateways, self.state_dir = tritons, gateways, state_dir
         self.on_triton_ready, self.log = on_triton_ready, log
         self.record = SupervisionRecord()
-        self._children = [_Child(f"triton-{i}", t, lambda t=t: self._restart_triton(t)) for i, t in enumerate(tritons)] + \
-                         [_Child(f"gateway-{i}", g, lambda g=g: self._restart_gateway(g)) for i, g in enumerate(gateways)]
+        self._children = [_Child(f"triton-{i}", t, lambda t=t: self._restart_triton(t), budget()) for i, t in enumerate(tritons)] + \
+                         [_Child(f"gateway-{i}", g, lambda g=g: self._restart_gateway(g), budget()) for i, g in enumerate(gateways)]
 
     @classmethod
     def local(
