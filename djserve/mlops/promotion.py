@@ -418,9 +418,13 @@ class Promoter:
                 last[entry["family"], entry["action"]] = entry
         for family, fp in policy.families.items():
             try:
-                loaded = self.triton.loaded_versions(family)
+                by_replica = self.triton.loaded_by_replica(family)
             except Exception:  # noqa: BLE001 - Triton not running: say so, still show the rest
-                loaded = None
+                by_replica = {}
+            distinct = {tuple(v) for v in by_replica.values()}
+            loaded = list(distinct.pop()) if len(distinct) == 1 else None
+            if len(distinct) > 1:  # replicas disagree (a step was interrupted): show each one
+                loaded = {url: versions for url, versions in by_replica.items()}
             shares = {fp.stable: 100 - fp.canary_percent} | ({fp.canary: fp.canary_percent} if fp.canary else {})
             shadow = None
             if fp.shadow is not None:
