@@ -1,9 +1,17 @@
 """The gateway's prediction log and feedback join (formats: djserve.prediction_log).
 
 Every answered model request is recorded under its request id (bentos.request_id): a line in the
-rotating prediction log and an entry in a bounded in-memory index (the most recent
-`feedback_index_size` ids), so `POST /ai/feedback` can grade the prediction it names. Logging never
-fails a request: a failure is logged and counted (`ai_prediction_log_errors_total`).
+rotating prediction log and an entry in a bounded in-memory index, so `POST /ai/feedback` can grade
+the prediction it names. Logging never fails a request: a failure is logged and counted
+(`ai_prediction_log_errors_total`).
+
+The index keeps only what grading reads (family, version, outputs), packed into one bytes object per
+id, and is bounded twice: the most recent `feedback_index_size` ids (100,000) and at most
+`feedback_index_max_mb` (32 MiB) of estimated memory, whichever is reached first; the oldest ids go
+first. An entry costs about 230 bytes (a chat message: id 81, packed record 81, the ordered dict's
+slot and node ~70; measured with tracemalloc), so 100,000 chat predictions take ~23 MB (the full
+JSON lines kept before took ~570 bytes an entry); a 64-message batch ~1 KB. The estimate the byte
+bound counts (`PredictionStore._cost`) is a little above what is measured.
 
 What each endpoint records (`inputs_sha256` is a digest, never the input itself):
 
@@ -21,9 +29,12 @@ not recorded.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +52,7 @@ from djserve.prediction_log import (
 
 log = logging.getLogger("djserve.predictions")
 
-__all__ = ["PredictionStore", "UnknownRequest", "LabelMismatch", "KindMismatch", "digest"]
+__all__ = ["PredictionStore", "IndexedPrediction", "UnknownRequest", "LabelMismatch", "KindMismatch", "digest"]
 
 
 class UnknownRequest(LookupError):
@@ -52,16 +63,46 @@ class KindMismatch(LabelMismatch):
     """The kind of label grades another model family than the named prediction's."""
 
 
+#: Memory of one index entry beyond its key and packed value: the OrderedDict's hash-table slot
+#: (with its spare room) and its linked-list node (~70 bytes measured with tracemalloc, CPython 3.11).
+ENTRY_OVERHEAD_BYTES = 100
+_SEP = b"\x1f"
+
+
+@dataclass(frozen=True)
+class IndexedPrediction:
+    """What the feedback index keeps of a prediction: what grading reads."""
+
+    request_id: str
+    family: str
+    version: int
+    outputs: dict[str, Any]
+
+
+def _pack(family: str, version: int, outputs: dict[str, Any]) -> bytes:
+    body = json.dumps(outputs, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return b"%s\x1f%d\x1f%s" % (family.encode("ascii"), int(version), body)
+
+
+def _unpack(request_id: str, packed: bytes) -> IndexedPrediction:
+    family, version, body = packed.split(_SEP, 2)
+    return IndexedPrediction(request_id, family.decode("ascii"), int(version), json.loads(body))
+
+
 class PredictionStore:
-    def __init__(self, directory: Path, max_bytes: int = 16 * 2**20, keep_files: int = 8, index_size: int = 100_000) -> None:
-        if index_size < 1:
-            raise ValueError("index_size must be >= 1")
+    def __init__(self, directory: Path, max_bytes: int = 16 * 2**20, keep_files: int = 8, index_size: int = 100_000,
+                 index_max_bytes: int = 32 * 2**20) -> None:
+        if index_size < 1 or index_max_bytes < 1:
+            raise ValueError("index_size and index_max_bytes must be >= 1")
         self.directory = Path(directory)
         self.predictions = RotatingLog(self.directory, "predictions", max_bytes, keep_files)
         self.feedback_log = RotatingLog(self.directory, "feedback", max_bytes, keep_files)
         self.index_size = index_size
-        self._index: OrderedDict[str, str] = OrderedDict()
-        """request id -> the record's JSON line (compact: an index of 100,000 stays in tens of MB)"""
+        self.index_max_bytes = index_max_bytes
+        self._index: OrderedDict[str, bytes] = OrderedDict()
+        """request id -> family, version and outputs packed (`_pack`); the oldest first"""
+        self._index_bytes = 0
+        """estimated memory of the index (`_cost` of every entry)"""
         self._lock = threading.Lock()
         self.errors = 0
         """records that could not be written or indexed"""
@@ -69,7 +110,16 @@ class PredictionStore:
     @classmethod
     def from_settings(cls, settings) -> "PredictionStore":
         return cls(settings.predictions_dir, int(settings.predictions_max_mb * 2**20), settings.predictions_keep_files,
-                   settings.feedback_index_size)
+                   settings.feedback_index_size, int(settings.feedback_index_max_mb * 2**20))
+
+    @staticmethod
+    def _cost(request_id: str, packed: bytes) -> int:
+        return sys.getsizeof(request_id) + sys.getsizeof(packed) + ENTRY_OVERHEAD_BYTES
+
+    @property
+    def index_bytes(self) -> int:
+        """Estimated memory the index holds now (at most `index_max_bytes`)."""
+        return self._index_bytes
 
     def record(
         self, request_id: str | None, family: str, version: int, endpoint: str, inputs_sha256: str, outputs: dict[str, Any]
@@ -80,22 +130,27 @@ class PredictionStore:
                 raise ValueError("no request id (is the request-id middleware installed?)")
             rec = PredictionRecord(request_id=request_id, time=now(), family=family, version=int(version),
                                    endpoint=endpoint, inputs_sha256=inputs_sha256, outputs=outputs)
-            line = rec.model_dump_json()
+            packed = _pack(family, rec.version, outputs)
+            cost = self._cost(request_id, packed)
             with self._lock:
-                self._index[request_id] = line
-                self._index.move_to_end(request_id)
-                while len(self._index) > self.index_size:
-                    self._index.popitem(last=False)
+                old = self._index.pop(request_id, None)
+                if old is not None:
+                    self._index_bytes -= self._cost(request_id, old)
+                self._index[request_id] = packed
+                self._index_bytes += cost
+                while len(self._index) > self.index_size or (self._index_bytes > self.index_max_bytes and len(self._index) > 1):
+                    gone, value = self._index.popitem(last=False)
+                    self._index_bytes -= self._cost(gone, value)
             self.predictions.append(rec)
             return rec
         except Exception:  # noqa: BLE001 - logging must never fail a request
             self._failed("predictions", f"recording {family} prediction {request_id}")
             return None
 
-    def lookup(self, request_id: str) -> PredictionRecord | None:
+    def lookup(self, request_id: str) -> IndexedPrediction | None:
         with self._lock:
-            line = self._index.get(request_id)
-        return None if line is None else PredictionRecord.model_validate_json(line)
+            packed = self._index.get(request_id)
+        return None if packed is None else _unpack(request_id, packed)
 
     def grade(self, request_id: str, kind: str, value: float | str, index: int = 0) -> FeedbackRecord:
         """Join a label to its prediction and score it. Raises UnknownRequest or LabelMismatch."""
@@ -103,7 +158,7 @@ class PredictionStore:
         if pred is None:
             raise UnknownRequest(
                 f"no recent prediction has request id {request_id!r} (unknown, or older than the last "
-                f"{self.index_size} predictions)"
+                f"{len(self)} predictions)"
             )
         family = FEEDBACK_FAMILY[kind]
         if family != pred.family:

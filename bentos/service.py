@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import ValidationError
 
-from bentos import audio, judge, live, metrics, recommend, request_id, sentiment
+from bentos import audio, judge, live, metrics, recommend, request_id, sentiment, timeouts
 from bentos.openapi import errors, install, json_body, multipart_or_json_body, pinned
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
@@ -72,6 +72,7 @@ PIN_HEADER = api.PIN_HEADER
 app = FastAPI(title="DJ UNIVERSE AI gateway", version=__version__, openapi_url=api.OPENAPI_ROUTE)
 install(app)  # the request bodies' schemas join the generated /openapi.json
 app.add_middleware(request_id.RequestIdMiddleware)
+timeouts.install()  # BentoML's per-request timer held each request's context for the whole 900 s timeout
 
 MODEL_ERRORS = errors(400, 404, 422, 502, 503)
 """What every model endpoint can answer besides its result (404: a pinned version that is not loaded)."""

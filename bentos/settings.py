@@ -85,6 +85,8 @@ class GatewaySettings(BaseSettings):
     """Log files kept per log; older ones are deleted (disk bound: max_mb x keep_files per log)."""
     feedback_index_size: int = Field(100_000, ge=1)
     """Recent predictions feedback can name (request id -> prediction, in memory); older ids get 404."""
+    feedback_index_max_mb: float = Field(32.0, gt=0)
+    """... and at most this much memory for them (~230 bytes a chat prediction; bentos.predictions)."""
     supervision_file: Path = PROJECT_ROOT / ".djserve" / SUPERVISION_FILE
     """The supervisor's record of child restarts (`djserve serve`), exported as djserve_child_restarts."""
     fault_injection: dict[str, FaultSpec] = {}

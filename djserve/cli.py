@@ -493,10 +493,11 @@ def _fail(message: str) -> None:
 
 # Load tests and the benchmark live in loadtest/; their commands are registered here.
 from loadtest.bench.cli import bench  # noqa: E402
-from loadtest.cli import loadtest  # noqa: E402
+from loadtest.cli import loadtest, soak  # noqa: E402
 
 app.command("bench")(bench)
 app.command("loadtest")(loadtest)
+app.command("soak")(soak)
 
 if __name__ == "__main__":
     app()

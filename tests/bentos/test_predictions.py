@@ -93,3 +93,40 @@ def test_records_are_the_documented_json_lines(store):
     doc = json.loads(line)
     assert set(doc) == {"request_id", "time", "family", "version", "endpoint", "inputs_sha256", "outputs"}
     assert doc["endpoint"] == "/ai/sentiment/analyze/batch"
+
+
+def test_the_index_is_bounded_in_bytes_and_keeps_compact_records(tmp_path):
+    import gc
+    import tracemalloc
+    import uuid
+
+    batch = {"labels": ["positive"] * 64, "versions": [1] * 64}
+    store = PredictionStore(tmp_path / "big", index_size=10_000, index_max_bytes=20_000)
+    for i in range(200):
+        store.record(f"r{i}", "sentiment", 1, "/ai/sentiment/analyze/batch", "00", batch)
+    assert store.index_bytes <= 20_000 and 10 < len(store) < 30  # ~1.1 KB an entry
+    assert store.lookup("r199").outputs == batch and store.lookup("r0") is None
+    before = (len(store), store.index_bytes)
+    store.record("r199", "sentiment", 1, "/ai/sentiment/analyze/batch", "00", batch)  # the same id again
+    assert (len(store), store.index_bytes) == before
+
+    # A chat prediction: about 230 bytes in memory (id, packed record, the dict's share), and the
+    # byte bound's estimate is not below it.
+    chat = PredictionStore(tmp_path / "chat", index_size=100_000)
+    n = 5_000
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for _ in range(n):
+            chat.record(uuid.uuid4().hex, "sentiment", 1, "/ai/sentiment/analyze", "ab" * 32,
+                        {"labels": ["positive"], "versions": [1]})
+        gc.collect()
+        traced = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    chat.close()
+    measured = traced / n  # a little above the index alone: the open log file's buffers are traced too
+    assert measured < 400, measured
+    assert chat.index_bytes / n >= 200
+    rec = chat.lookup(next(iter(chat._index)))
+    assert (rec.family, rec.version, rec.outputs) == ("sentiment", 1, {"labels": ["positive"], "versions": [1]})
