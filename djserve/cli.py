@@ -463,7 +463,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_row(
             r["family"],
             r["registered_model"],
-            "Triton down" if r["loaded"] is None else ", ".join(f"v{v}" for v in r["loaded"]),
+            "Triton down" if r["loaded"] is None else _versions(r["loaded"]),
             ", ".join(f"v{v}: {p:g}%" for v, p in r["shares"].items()),
             _shadow_cell(r["shadow"]),
             ", ".join(f"{a}=v{v}" for a, v in r["aliases"].items()) or "-",
@@ -484,6 +484,13 @@ def _shadow_cell(shadow: dict | None) -> str:
 
 def _gate_cell(gate: dict | None) -> str:
     return "-" if not gate else f"{gate.get('verdict')} {gate.get('time', '')[:19]}"
+
+
+def _versions(loaded: list[int] | dict[str, list[int]]) -> str:
+    """`v1, v2`, or per replica when they disagree (the one a fenced step would refuse to move past)."""
+    if isinstance(loaded, dict):
+        return "[red]replicas differ:[/] " + "; ".join(f"{url} {_versions(v)}" for url, v in loaded.items())
+    return ", ".join(f"v{v}" for v in loaded)
 
 
 def _fail(message: str) -> None:
