@@ -58,17 +58,17 @@ class _Child:
     restart: Callable[[], None]
     budget: RestartBudget = field(default_factory=RestartBudget)
 
+    # Both servers keep their process in a ChildProcess (`.child`): one place to look.
     def running(self) -> bool:
-        proc = self.server if isinstance(self.server, TritonServer) else self.server.child
-        return proc.is_running()
+        return self.server.child.is_running()
 
     def exit_code(self) -> Optional[int]:
-        proc = self.server if isinstance(self.server, TritonServer) else self.server.child
-        return proc.process.returncode if proc.process is not None else None
+        process = self.server.child.process
+        return process.returncode if process is not None else None
 
     @property
     def log_file(self):
-        return self.server.log_file if isinstance(self.server, TritonServer) else self.server.child.log_file
+        return self.server.child.log_file
 
 
 class Stack:
