@@ -325,7 +325,7 @@ class Promoter:
     def gate(self, family: str, since: FamilyStats | None = None, stable_since: FamilyStats | None = None) -> GateResult:
         """The online gates on the canary against the stable version, both on the requests since
         `since` (a stats snapshot taken when the step began; None: everything the gateway has seen);
-        when the stable got none (a 100% step), its requests since `stable_since` (the ramp's start).
+        at a 100% step (the stable takes no traffic) its requests since `stable_since` (the ramp's start).
         No stats (the gateway is unreachable) is a wait, never a pass."""
         fp = self.policy(family)
         if fp.canary is None:
@@ -335,9 +335,7 @@ class Promoter:
         except (OSError, ValueError, urllib.error.URLError) as exc:
             return GateResult(verdict="wait", reasons=[f"no live stats from the gateway: {exc}"], checks=[],
                               canary_requests=0, stable_requests=0)
-        stable, canary = _since(now, since, fp.stable), _since(now, since, fp.canary)
-        if stable.requests == 0 and stable_since is not None:  # a 100% step: the stable's figures of the ramp
-            stable = _since(now, stable_since, fp.stable)
+        stable, canary = step_arms(now, fp, since, stable_since)
         expected = expectations.load(self.settings.state_dir, family, fp.canary)
         result = online_gates.evaluate(stable, canary, self.promo.gates, expected)
         if result.verdict != "wait":
@@ -477,6 +475,15 @@ class Promoter:
         values = (self._snapshot(family) or FamilyStats(family=family)).version(version).values
         if values:
             BaselineStore(self.settings.state_dir / BASELINE_DIR).write(family, values, version=version, source="promotion")
+
+
+def step_arms(now: FamilyStats, fp: FamilyPolicy, since: FamilyStats | None,
+              stable_since: FamilyStats | None) -> tuple[ArmSample, ArmSample]:
+    """The (stable, canary) outcomes the gates judge at this step. A 100% step leaves the stable no
+    traffic (at most a straggler routed before the switch), so the canary is judged against the
+    stable's figures over the whole ramp (`stable_since`) instead."""
+    stable_from = stable_since if fp.canary_percent >= 100 and stable_since is not None else since
+    return _since(now, stable_from, fp.stable), _since(now, since, fp.canary)
 
 
 def _since(now: FamilyStats, then: FamilyStats | None, version: int) -> ArmSample:

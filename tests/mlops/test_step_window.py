@@ -1,7 +1,8 @@
 """What the online gates see of a version: only what happened since the step began."""
 
 from djserve.live_stats import FamilyStats, LabelStats, VersionStats
-from djserve.mlops.promotion import _since
+from djserve.mlops.promotion import _since, step_arms
+from djserve.traffic import FamilyPolicy
 
 
 def stats(requests: int, errors: int, labels: int) -> FamilyStats:
@@ -24,3 +25,21 @@ def test_an_unseen_version_or_no_snapshot():
     assert _since(stats(10, 0, 0), None, 7).requests == 0  # never observed: no data, the gates wait
     arm = _since(stats(10, 1, 2), None, 2)
     assert (arm.requests, arm.errors, len(arm.values), len(arm.labels)) == (10, 1, 9, 2)
+
+
+def two_versions(stable_requests: int, canary_requests: int) -> FamilyStats:
+    def v(version: int, n: int) -> VersionStats:
+        return VersionStats(version=version, requests_total=n, errors_total=0, latencies_s=[0.01] * min(n, 1000),
+                            values=[0.5] * min(n, 1000), labels=LabelStats(total=0, scores=[]))
+    return FamilyStats(family="judge", versions={"1": v(1, stable_requests), "2": v(2, canary_requests)})
+
+
+def test_a_100_percent_step_judges_the_canary_against_the_stable_over_the_ramp():
+    """At 100% the stable gets at most a straggler routed before the switch: judging against that
+    one request would leave the gates without a verdict until the step times out."""
+    ramp_start, step_start = two_versions(1000, 0), two_versions(1400, 400)
+    now = two_versions(1401, 1400)  # one straggler reached the stable during the 100% step
+    stable, canary = step_arms(now, FamilyPolicy(stable=1, canary=2, canary_percent=100), step_start, ramp_start)
+    assert (stable.requests, canary.requests) == (401, 1000)
+    stable, canary = step_arms(now, FamilyPolicy(stable=1, canary=2, canary_percent=50), step_start, ramp_start)
+    assert (stable.requests, canary.requests) == (1, 1000)  # below 100% each arm is its own step's
