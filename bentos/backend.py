@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Union
 import numpy as np
 
 from bentos.errors import GatewayError, TritonUnavailable
+from bentos.metrics import stage
 from bentos.monitoring import PredictionMonitor, summarize
 from bentos.replicas import ReplicaPool
 from bentos.settings import FaultSpec, GatewaySettings
@@ -80,10 +81,11 @@ class ModelBackend:
         when they differ from the stable version's, e.g. another tokenizer)."""
         start = time.perf_counter()
         try:
-            fault = self.faults.get(model)
-            if fault is not None and fault.version == r.version:
-                await self._inject(model, r, fault)
-            out = await self._infer(model, inputs, r)
+            with stage("inference"):
+                fault = self.faults.get(model)
+                if fault is not None and fault.version == r.version:
+                    await self._inject(model, r, fault)
+                out = await self._infer(model, inputs, r)
         except GatewayError as exc:
             if exc.status >= 500:  # the version failed; a pinned version that does not exist did not
                 self.monitor.observe(model, r.version, None, time.perf_counter() - start, ok=False)

@@ -18,7 +18,7 @@ import numpy as np
 from bentos import audio
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
-from bentos.metrics import track
+from bentos.metrics import stage, track
 from djserve.schemas import AudioInfo, ScoreSheet, TempoInfo, TrackMetadata
 from djserve.specs import creative, judge, technical
 from djserve.specs.features import SAMPLE_RATE
@@ -90,7 +90,11 @@ async def score_set(
     totals = _Totals()
     with track("judge", routes["judge"].version, genre):
         bpm, beats = await _score_windows(backend, routes, source.windows(), tokens, totals)
+        with stage("postprocess"):
+            return _sheet(battle_id, genre, source, routes, totals, bpm, beats, start)
 
+
+def _sheet(battle_id, genre, source, routes, totals: _Totals, bpm: float, beats: list[float], start: float) -> ScoreSheet:
     components = totals.mean("component_scores")
     overall = float(np.dot(components, weights_for(genre)))
     return ScoreSheet(
@@ -117,7 +121,7 @@ async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> t
         for group in _same_length(batch):
             await _score_group(backend, routes, group, tokens, totals)
 
-    features = asyncio.ensure_future(asyncio.to_thread(_next_batch, windows))
+    features = asyncio.ensure_future(_featurise(windows))
     scoring: asyncio.Future | None = None
     try:
         while batch := await features:
@@ -125,14 +129,24 @@ async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> t
             if scoring is not None:
                 await scoring
             scoring = asyncio.ensure_future(score(batch))
-            features = asyncio.ensure_future(asyncio.to_thread(_next_batch, windows))
-        tempo = asyncio.to_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
+            features = asyncio.ensure_future(_featurise(windows))
+        tempo = _timed_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
         (bpm, beats), _ = await asyncio.gather(tempo, scoring or asyncio.sleep(0))
         return bpm, beats
     finally:
         for task in (features, scoring):
             if task is not None and not task.done():
                 task.cancel()
+
+
+async def _timed_thread(fn, *args):
+    """Decoding, features and tempo: the "preprocess" stage of the prediction, in a thread."""
+    with stage("preprocess"):
+        return await asyncio.to_thread(fn, *args)
+
+
+def _featurise(windows):
+    return _timed_thread(_next_batch, windows)
 
 
 def _next_batch(windows) -> list[audio.Window]:

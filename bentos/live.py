@@ -19,7 +19,7 @@ import numpy as np
 from bentos import audio
 from bentos.backend import ModelBackend
 from bentos.judge import as_gateway_error, open_set
-from bentos.metrics import track
+from bentos.metrics import stage, track
 from djserve import beats
 from djserve.schemas import LiveBeats
 from djserve.specs import beat_tracker
@@ -43,13 +43,16 @@ async def analyze_chunk(
     start = time.perf_counter()
     source = open_set(data, limits, declared_format)
     r = backend.route(SPEC.name, stream_id, pinned)
+    loop = asyncio.get_running_loop()
     with track(SPEC.name, r.version):
         try:
-            mel = await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, _beat_mel, source)
+            with stage("preprocess"):
+                mel = await loop.run_in_executor(_LIVE_POOL, _beat_mel, source)
         except audio.AudioError as exc:  # found while decoding (a stream shorter than its header said)
             raise as_gateway_error(exc) from None
         out = await backend.infer(SPEC.name, {"mel_frames": mel}, r)
-    found = await asyncio.get_running_loop().run_in_executor(_LIVE_POOL, beats.decode, out["beat_activation"][0])
+        with stage("postprocess"):
+            found = await loop.run_in_executor(_LIVE_POOL, beats.decode, out["beat_activation"][0])
     return LiveBeats(
         stream_id=stream_id,
         beat_probability=round(float(out["beat_probability"][0, 0]), 6),

@@ -6,7 +6,9 @@ service module is imported, and prometheus_client must see it to write where /me
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,13 @@ from typing import Iterator
 
 from djserve.supervision import SupervisionRecord
 
-LABELS = ("model_type", "genre", "version", "status")
+LABELS = ("model_type", "genre", "version", "status", "stage")
+
+STAGES = ("total", "preprocess", "inference", "postprocess")
+"""`stage` of ai_model_prediction_latency_seconds: the whole prediction, then its parts (decode,
+features and tokenisation; the Triton calls; turning outputs into the answer). A part's time is
+the wall time during which at least one of its blocks ran, so concurrent Triton calls of one
+request (the judge's three models) count once and the parts of a pipelined request may overlap."""
 
 
 @functools.cache
@@ -23,30 +31,76 @@ def _metrics():
 
     latency = prom.Histogram(
         "ai_model_prediction_latency_seconds",
-        "Time spent on a model prediction, preprocessing included",
+        "Time spent on a model prediction: stage=total, or one of its stages (preprocess, inference, postprocess)",
         LABELS,
-        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     )
-    count = prom.Counter("ai_model_predictions_total", "Predictions by outcome", LABELS)
+    count = prom.Counter("ai_model_predictions_total", "Predictions by outcome", LABELS[:-1])
     return latency, count
+
+
+class StageTimes:
+    """Busy wall time per stage of one prediction (thread-safe: featurisation runs in threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: dict[str, int] = {}
+        self._since: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def enter(self, name: str) -> None:
+        with self._lock:
+            if not self._active.get(name):
+                self._since[name] = time.perf_counter()
+            self._active[name] = self._active.get(name, 0) + 1
+
+    def leave(self, name: str) -> None:
+        with self._lock:
+            self._active[name] -= 1
+            if not self._active[name]:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - self._since.pop(name)
+
+
+_CURRENT: contextvars.ContextVar[StageTimes | None] = contextvars.ContextVar("djserve_stage_times", default=None)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time a block as one stage of the prediction `track` is timing (nothing outside one). Tasks
+    and `asyncio.to_thread` inherit the context; a bare executor does not: time its await."""
+    times = _CURRENT.get()
+    if times is None:
+        yield
+        return
+    times.enter(name)
+    try:
+        yield
+    finally:
+        times.leave(name)
 
 
 @contextmanager
 def track(model_type: str, version: int | str | None, genre: str = "none") -> Iterator[dict]:
-    """Time a prediction; the status label is "success" unless the block raises.
+    """Time a prediction and its stages; the status label is "success" unless the block raises.
 
     The yielded dict may update "version" once routing has chosen it."""
     labels = {"model_type": model_type, "genre": genre or "none", "version": str(version or "none")}
+    times = StageTimes()
+    token = _CURRENT.set(times)
     start = time.perf_counter()
     status = "error"
     try:
         yield labels
         status = "success"
     finally:
+        total = time.perf_counter() - start
+        _CURRENT.reset(token)
         latency, count = _metrics()
         values = {**labels, "version": str(labels["version"]), "status": status}
-        latency.labels(**values).observe(time.perf_counter() - start)
         count.labels(**values).inc()
+        latency.labels(**values, stage="total").observe(total)
+        for name, seconds in times.seconds.items():
+            latency.labels(**values, stage=name).observe(seconds)
 
 
 @functools.cache

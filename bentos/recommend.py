@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from bentos.backend import ModelBackend
-from bentos.metrics import track
+from bentos.metrics import stage, track
 from djserve.catalogue import Catalogue
 from djserve.schemas import RecommendedBattle, Recommendations
 from djserve.specs.recommender import item_bucket, user_bucket
@@ -27,19 +27,18 @@ async def recommend(
     r = backend.route("recommender", user_id, pinned)
     n = len(catalogue.battles)
     with track("recommendations", r.version):
-        out = await backend.infer(
-            "recommender",
-            {
+        with stage("preprocess"):
+            inputs = {
                 "user_ids": np.full((n, 1), user_bucket(user_id), dtype=np.int64),
                 "item_ids": np.array([[item_bucket(b.battle_id)] for b in catalogue.battles], dtype=np.int64),
                 "audio_features": catalogue.audio_features,
                 "genre_ids": catalogue.genre_ids,
-            },
-            r,
-        )
-    scores = out["score"].reshape(-1)
-    order = sorted(range(n), key=lambda i: (-scores[i], catalogue.battles[i].battle_id))[:limit]
-    picks = [_battle(catalogue, i, float(scores[i])) for i in order]
+            }
+        out = await backend.infer("recommender", inputs, r)
+        with stage("postprocess"):
+            scores = out["score"].reshape(-1)
+            order = sorted(range(n), key=lambda i: (-scores[i], catalogue.battles[i].battle_id))[:limit]
+            picks = [_battle(catalogue, i, float(scores[i])) for i in order]
     return Recommendations(user_id=user_id, cold_start=False, recommendations=picks, model_version=r.version)
 
 

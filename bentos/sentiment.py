@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
-from bentos.metrics import track
+from bentos.metrics import stage, track
 from djserve.traffic import Route
 from djserve.schemas import SentimentBatchResult, SentimentRequest, SentimentResult
 from djserve.specs import sentiment
@@ -74,22 +74,25 @@ async def _run_version(backend, route: Route, messages, positions, results) -> N
                 "unknown_model_version", f"sentiment version {route.version} is not loaded", field="X-Model-Version", status=404
             ) from None
         raise
-    encodings = [e.ids for e in tok.encode_batch([m.text for m in messages])]
-    groups: dict[int, list[int]] = {}
-    for i, ids in enumerate(encodings):
-        groups.setdefault(_bucket(len(ids)), []).append(i)
     repository = backend.settings.repository
-    own_tokens = route.shadow is not None and not same_tokenizer(repository, route.version, route.shadow)
     with track("sentiment", route.version):
+        with stage("preprocess"):
+            encodings = [e.ids for e in tok.encode_batch([m.text for m in messages])]
+            groups: dict[int, list[int]] = {}
+            for i, ids in enumerate(encodings):
+                groups.setdefault(_bucket(len(ids)), []).append(i)
+            own_tokens = route.shadow is not None and not same_tokenizer(repository, route.version, route.shadow)
         for width, members in groups.items():
             for chunk in (members[k : k + BATCH] for k in range(0, len(members), BATCH)):
-                inputs = _pack([encodings[i] for i in chunk], width, pad)
+                with stage("preprocess"):
+                    inputs = _pack([encodings[i] for i in chunk], width, pad)
                 shadow_inputs = None
                 if own_tokens:  # made by the mirror's worker, off the caller's path
                     shadow_inputs = functools.partial(encode_for, repository, route.shadow, [messages[i].text for i in chunk])
                 out = await backend.infer("sentiment", inputs, route, shadow_inputs=shadow_inputs)
-                for row, i in enumerate(chunk):
-                    results[positions[i]] = _result(out["logits"][row], messages[i].language, route.version)
+                with stage("postprocess"):
+                    for row, i in enumerate(chunk):
+                        results[positions[i]] = _result(out["logits"][row], messages[i].language, route.version)
 
 
 def _pack(encodings: list[list[int]], width: int, pad: int) -> dict[str, np.ndarray]:

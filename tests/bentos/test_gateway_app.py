@@ -623,3 +623,65 @@ def test_a_drill_fails_the_named_version_only(make):
     r = sentiment(client)
     assert (r.status_code, r.json()["error"]["code"]) == (502, "injected_fault")
     assert client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "test-user-123"}).status_code == 200
+
+
+# --- per-stage latency ---------------------------------------------------------------------------
+
+
+class SlowTriton(FakeTriton):
+    """Every call takes `delay` seconds: the inference stage must show it, the other stages must not."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def infer(self, model, inputs, version=None):
+        import asyncio
+
+        await asyncio.sleep(self.delay)
+        return await super().infer(model, inputs, version)
+
+
+def stage_seconds(model_type: str) -> dict[str, tuple[float, float]]:
+    """stage -> (count, sum) of ai_model_prediction_latency_seconds for a model type, successes only."""
+    from prometheus_client import REGISTRY
+
+    from bentos.metrics import STAGES
+
+    got = {}
+    for s in STAGES:
+        values = [
+            (m.name, m.value) for metric in REGISTRY.collect() if metric.name == "ai_model_prediction_latency_seconds"
+            for m in metric.samples if m.labels.get("model_type") == model_type and m.labels.get("stage") == s
+            and m.labels.get("status") == "success" and m.name.endswith(("_count", "_sum"))
+        ]
+        got[s] = (sum(v for n, v in values if n.endswith("_count")), sum(v for n, v in values if n.endswith("_sum")))
+    return got
+
+
+def test_each_prediction_is_timed_by_stage(make, clicks):
+    """A 40 ms Triton shows in the inference stage of every use case (once per request, however many
+    models a judge window calls at once), and the stages account for the whole."""
+    delay = 0.04
+    gw, client = make(SlowTriton(delay))
+    calls = {
+        "sentiment": lambda: sentiment(client),
+        "recommendations": lambda: client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "test-user-123", "limit": 3}),
+        "beat_tracker": lambda: client.post(api.LIVE_BEATS_ROUTE, json={"streamId": "s", "audioData": {"base64": b64(clicks["chunk"])}}),
+        "judge": lambda: client.post(api.JUDGE_ANALYZE_ROUTE, files={"audio": ("set.wav", clicks["set"], "audio/wav")},
+                                     data={"battleId": "b-1", "genre": "techno"}),
+    }
+    for model_type, call in calls.items():
+        before = stage_seconds(model_type)
+        assert call().status_code == 200
+        after = stage_seconds(model_type)
+        count = {s: after[s][0] - before[s][0] for s in after}
+        took = {s: after[s][1] - before[s][1] for s in after}
+        assert count == {"total": 1, "preprocess": 1, "inference": 1, "postprocess": 1}, (model_type, count)
+        # the judge's 6 s set is one window: its three models run concurrently, so ~one delay, not three
+        assert delay <= took["inference"] < 2.5 * delay, (model_type, took)
+        parts = [took[s] for s in ("preprocess", "inference", "postprocess")]
+        if model_type == "judge":  # pipelined: the next window's features (and tempo) overlap the scoring
+            assert max(parts) <= took["total"] and sum(parts) > took["total"] - 0.01, (model_type, took)
+        else:  # one after the other
+            assert sum(parts) <= took["total"] + 1e-3, (model_type, took)
