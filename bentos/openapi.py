@@ -26,17 +26,18 @@ _ERRORS = {
     413: "the body or the audio is over its limit",
     415: "an audio format the gateway does not read",
     422: "the request does not fit its schema or a limit (too short, too many messages, unknown genre)",
+    429: "the route is at capacity (its analyses and queue are full); retry after Retry-After seconds",
     502: "the model version failed on this request",
     503: "Triton is unavailable or the routed version is not loaded; retry after Retry-After seconds",
 }
 
 
 def errors(*statuses: int) -> dict[int, dict[str, Any]]:
-    """`responses=` for a route: each status answers an ErrorBody (503 with Retry-After)."""
+    """`responses=` for a route: each status answers an ErrorBody (429 and 503 with Retry-After)."""
     out: dict[int, dict[str, Any]] = {}
     for status in statuses:
         out[status] = {"model": ErrorBody, "description": _ERRORS[status]}
-        if status == 503:
+        if status in (429, 503):
             out[status]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return out
 

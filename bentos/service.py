@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import ValidationError
 
 from bentos import audio, judge, live, metrics, recommend, request_id, sentiment, timeouts
+from bentos.admission import Admission
 from bentos.openapi import errors, install, json_body, multipart_or_json_body, pinned
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
@@ -78,6 +79,8 @@ MODEL_ERRORS = errors(400, 404, 422, 502, 503)
 """What every model endpoint can answer besides its result (404: a pinned version that is not loaded)."""
 AUDIO_ERRORS = errors(400, 404, 413, 415, 422, 502, 503)
 """... and an audio upload's limits and formats."""
+UPLOAD_ERRORS = errors(400, 404, 413, 415, 422, 429, 502, 503)
+"""... and the heavy uploads' admission control (429 when their slots and queue are full)."""
 
 #: Inputs larger than this are digested in a thread (sha256 releases the GIL), not on the event loop.
 DIGEST_INLINE_BYTES = 1 << 20
@@ -239,6 +242,9 @@ class Gateway:
             min_seconds=self.settings.live_min_chunk_seconds,
         )
         self.backend = ModelBackend(self.settings, triton_client)
+        self.uploads = Admission("judge", self.settings.judge_max_concurrent, self.settings.judge_max_queued,
+                                 self.settings.retry_after_s)
+        """Sets being judged (/ai/judge/analyze and /ai/judge/battle share it)."""
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
         self.restarts = metrics.RestartsExport(self.settings.supervision_file)
         self.predictions = PredictionStore.from_settings(self.settings)
@@ -258,7 +264,7 @@ class Gateway:
 
     # --- judge ---------------------------------------------------------------------------
 
-    @app.post(api.JUDGE_ANALYZE_ROUTE, response_model=ScoreSheet, responses=AUDIO_ERRORS, openapi_extra=pinned(multipart_or_json_body(
+    @app.post(api.JUDGE_ANALYZE_ROUTE, response_model=ScoreSheet, responses=UPLOAD_ERRORS, openapi_extra=pinned(multipart_or_json_body(
         {"audio": {"type": "string", "format": "binary", "description": "WAV, FLAC, OGG or MP3"},
          "battleId": {"type": "string", "minLength": 1}, "genre": {"type": "string", "minLength": 1},
          "tracks": {"type": "string", "description": "JSON list of {title, artist, genre}"}},
@@ -266,6 +272,10 @@ class Gateway:
     async def judge_analyze(self, request: Request) -> ScoreSheet:
         """Score one DJ set: multipart (`audio` file + battleId, genre, tracks JSON) or JSON base64."""
         self._check_size(request)
+        async with self.uploads.slot():  # admitted before the body is read: a refusal costs nothing
+            return await self._judge_analyze(request)
+
+    async def _judge_analyze(self, request: Request) -> ScoreSheet:
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             try:
                 form = await request.form()
@@ -295,13 +305,16 @@ class Gateway:
         self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
         return sheet
 
-    @app.post(api.JUDGE_BATTLE_ROUTE, response_model=BattleResult, responses=AUDIO_ERRORS, openapi_extra=pinned(json_body(BattleRequest)))
+    @app.post(api.JUDGE_BATTLE_ROUTE, response_model=BattleResult, responses=UPLOAD_ERRORS, openapi_extra=pinned(json_body(BattleRequest)))
     async def judge_battle(self, request: Request) -> BattleResult:
-        """Both sets of one battle: two score sheets, the winner and the margin (S1:889-910)."""
-        import asyncio
+        """Both sets of one battle: two score sheets, the winner and the margin."""
+        self._check_size(request)
+        async with self.uploads.slot(2):  # both sets are scored at once
+            return await self._judge_battle(request)
+
+    async def _judge_battle(self, request: Request) -> BattleResult:
         import time
 
-        self._check_size(request)
         start = time.perf_counter()
         body = _parse(BattleRequest, await _json(request))
         genre, pin = judge.check_genre(body.genre), _pin(request)

@@ -69,6 +69,13 @@ class GatewaySettings(BaseSettings):
     live_max_chunk_seconds: float = Field(10.0, gt=0)
     """A live chunk is a second or so of a stream; longer audio belongs to /ai/judge/analyze."""
 
+    # Admission control of the heavy uploads (bentos.admission): beyond it, 429 with Retry-After.
+    judge_max_concurrent: int = Field(2, ge=1)
+    """Sets a gateway worker decodes and scores at once (a battle counts two): each takes most of a core
+    while it decodes, and chat and live beats need the rest for their 100 ms p95."""
+    judge_max_queued: int = Field(8, ge=0)
+    """Set uploads that wait, in arrival order, for one of those slots; one more is refused (429)."""
+
     # MLOps: admin API, shadow traffic, prediction log, drills.
     admin_token: Optional[SecretStr] = Field(None, validation_alias=ADMIN_TOKEN_ENV)
     """Bearer token of every /admin/* route (env DJSERVE_ADMIN_TOKEN; a SecretStr, never logged). Unset or

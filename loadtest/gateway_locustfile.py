@@ -5,7 +5,8 @@
 Chat sentiment is most of the live traffic, recommendations come with page views, judging a set is
 rare (one upload per battle). Task weights come from `loadtest.locust_run.SCENARIOS["gateway"]`,
 overridable with DJSERVE_LOADTEST_WEIGHTS="sentiment=1,judge=1,...". A response counts as a failure
-unless it is a 200 whose JSON has the endpoint's result field.
+unless it is a 200 whose JSON has the endpoint's result field; a judge upload refused 429 (the
+gateway's admission control, beyond its capacity) is counted apart, as "<path> (refused 429)".
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ BATCH_MESSAGES = 8
 JUDGE_CLIP_S = 10.0  # a short clip: two analysis windows, not a whole set
 GENRES = ("house", "techno", "deep_house", "drum_and_bass")
 TRACKS = json.dumps([{"title": "Strings of Life", "artist": "Rhythim Is Rhythim", "genre": "house"}])
+
+
+ADMISSION_CONTROLLED = ("judge",)
+"""Tasks whose endpoint refuses with 429 + Retry-After beyond its capacity (the gateway's admission control)."""
+
+
+def refused_name(name: str) -> str:
+    """The Locust entry that counts an endpoint's 429 refusals, apart from its answers and failures."""
+    return f"{name} (refused 429)"
 
 
 def has(key: str) -> Callable[[object], bool]:
@@ -52,6 +62,12 @@ class GatewayUser(FastHttpUser):
         """POST to the task's endpoint, named by it; a failure unless a 200 whose JSON is `valid`."""
         name = ENDPOINT[task]
         with self.client.post(name, name=name, catch_response=True, **kwargs) as response:
+            if response.status_code == 429 and task in ADMISSION_CONTROLLED:
+                # the gateway's admission control refused an upload beyond capacity, as designed: counted
+                # under its own name, apart from failures (the uploader would retry after Retry-After)
+                response.request_meta["name"] = refused_name(name)
+                response.success()
+                return
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
                 return

@@ -685,3 +685,58 @@ def test_each_prediction_is_timed_by_stage(make, clicks):
             assert max(parts) <= took["total"] and sum(parts) > took["total"] - 0.01, (model_type, took)
         else:  # one after the other
             assert sum(parts) <= took["total"] + 1e-3, (model_type, took)
+
+
+# --- admission control of uploads ----------------------------------------------------------------
+
+
+class JudgeHeld(FakeTriton):
+    """The judge's models wait for `gate` (set from the app's loop); every other model answers at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = None
+
+    async def infer(self, model, inputs, version=None):
+        import asyncio
+
+        if model in ("judge", "technical", "creative"):
+            if self.gate is None:
+                self.gate = asyncio.Event()
+            await self.gate.wait()
+        return await super().infer(model, inputs, version)
+
+
+def refused_total() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("ai_admission_refused_total", {"route": "judge"}) or 0.0
+
+
+def test_uploads_beyond_capacity_are_refused_with_retry_after_while_chat_is_served(make, clicks):
+    import functools
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import poll
+
+    fake = JudgeHeld()
+    gw, client = make(fake, judge_max_concurrent=1, judge_max_queued=1, retry_after_s=3)
+    upload = functools.partial(client.post, api.JUDGE_ANALYZE_ROUTE, files={"audio": ("set.wav", clicks["set"], "audio/wav")},
+                               data={"battleId": "b-1", "genre": "techno"})
+    battle = {"battleId": "b-2", "genre": "techno", "sets": [{"djId": "a", "audioData": {"base64": b64(clicks["set"])}},
+                                                             {"djId": "b", "audioData": {"base64": b64(clicks["other"])}}]}
+    before = refused_total()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(upload)
+        assert poll(lambda: gw.uploads.running == 1 and fake.gate is not None, 30)
+        second = pool.submit(upload)
+        assert poll(lambda: gw.uploads.queued == 1, 30)
+        answers = [upload(), client.post(api.JUDGE_BATTLE_ROUTE, json=battle)]
+        for r in answers:
+            assert r.status_code == 429 and r.headers["Retry-After"] == "3", r.text
+            assert r.json()["error"]["code"] == "overloaded" and "1 analyses running, 1 queued" in r.json()["error"]["message"]
+        assert sentiment(client).status_code == 200  # chat is not held up behind the uploads
+        client.portal.call(fake.gate.set)
+        assert [first.result(timeout=60).status_code, second.result(timeout=60).status_code] == [200, 200]
+    assert refused_total() - before == 2 and (gw.uploads.running, gw.uploads.queued) == (0, 0)
+    assert client.post(api.JUDGE_BATTLE_ROUTE, json=battle).status_code == 200  # two units, capped at the capacity
