@@ -4,6 +4,9 @@ Triton down, slow past the timeout, or a routed version not loaded -> TritonUnav
 Retry-After); a pinned version that does not exist -> 404. The gRPC channel reconnects with a short
 backoff so the gateway recovers by itself within about a second of Triton coming back.
 
+Concurrent calls for one model version are joined into one Triton call (bentos.batching); each
+request is still observed, timed and mirrored on its own.
+
 A route with a shadow version is mirrored to it (bentos.shadow) once the stable version has answered;
 drills can inject delays and failures into one version (GatewaySettings.fault_injection).
 """
@@ -18,12 +21,14 @@ from typing import Callable, Mapping, Union
 
 import numpy as np
 
+from bentos.batching import RowBatcher, signature
 from bentos.errors import GatewayError, TritonUnavailable
 from bentos.metrics import stage
 from bentos.monitoring import PredictionMonitor, summarize
 from bentos.replicas import ReplicaPool
 from bentos.settings import FaultSpec, GatewaySettings
 from bentos.shadow import ShadowMirror
+from djserve import specs
 from djserve.traffic import FAMILIES, PolicyStore, Route, newest_versions, route
 from clients.triton import AsyncTritonModelClient
 
@@ -57,6 +62,11 @@ class ModelBackend:
         self.monitor = PredictionMonitor(settings.drift_baseline_dir)
         """Live windows per family and version: canary gates and drift read them."""
         self.shadow = ShadowMirror(self._infer_shadow, self.monitor, settings.shadow_queue_size, settings.shadow_concurrency)
+        self.batcher = RowBatcher(
+            self._joined, max_rows=lambda key: specs.get(key[0]).batching.max_batch_size,
+            max_in_flight=settings.micro_batch_in_flight, isolate=_model_failure, metric_name=lambda key: key[0],
+        ) if settings.micro_batching else None
+        """Joins concurrent calls for one model version (bentos.batching); None: one call per request."""
         self.faults: dict[str, FaultSpec] = dict(settings.fault_injection)
         self.random = random.Random()
         """Draws the injected faults (tests seed it)."""
@@ -85,7 +95,7 @@ class ModelBackend:
                 fault = self.faults.get(model)
                 if fault is not None and fault.version == r.version:
                     await self._inject(model, r, fault)
-                out = await self._infer(model, inputs, r)
+                out = await self._call(model, inputs, r)
         except GatewayError as exc:
             if exc.status >= 500:  # the version failed; a pinned version that does not exist did not
                 self.monitor.observe(model, r.version, None, time.perf_counter() - start, ok=False)
@@ -96,6 +106,16 @@ class ModelBackend:
         if r.shadow is not None:
             self.shadow.submit(model, inputs if shadow_inputs is None else shadow_inputs, r.version, r.shadow, out, value, latency)
         return out
+
+    async def _call(self, model: str, inputs: Inputs, r: Route) -> dict[str, np.ndarray]:
+        """This request's outputs, from a Triton call of its own or joined with concurrent ones."""
+        if self.batcher is None:
+            return await self._infer(model, inputs, r)
+        return await self.batcher.submit((model, r.version, r.pinned, signature(inputs)), inputs)
+
+    async def _joined(self, key: tuple, inputs: Inputs) -> dict[str, np.ndarray]:
+        model, version, pinned, _ = key
+        return await self._infer(model, inputs, Route(model, version, canary=False, pinned=pinned))
 
     async def _inject(self, model: str, r: Route, fault: FaultSpec) -> None:
         if fault.delay_s > 0:
@@ -163,3 +183,9 @@ class ModelBackend:
     async def close(self) -> None:
         await self.shadow.close()
         await self.client.close()
+
+
+def _model_failure(exc: BaseException) -> bool:
+    """A joined call the model itself failed (502): retry its callers one by one, so that one bad
+    input fails only its own request. Triton down (503) or a missing version (404) fail them all."""
+    return isinstance(exc, GatewayError) and exc.status == 502

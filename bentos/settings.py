@@ -69,6 +69,14 @@ class GatewaySettings(BaseSettings):
     live_max_chunk_seconds: float = Field(10.0, gt=0)
     """A live chunk is a second or so of a stream; longer audio belongs to /ai/judge/analyze."""
 
+    # Micro-batching (bentos.batching): concurrent calls for one model version join one Triton call.
+    micro_batching: bool = True
+    """Join concurrent calls with the same model, version and input shapes into one Triton call (up
+    to the model's max_batch_size rows). Off: every request is its own call."""
+    micro_batch_in_flight: int = Field(2, ge=1)
+    """Joined calls in flight per model version and input shape; calls arriving meanwhile gather
+    into the next one. Nothing waits while fewer are in flight, so light load pays no latency."""
+
     # Admission control of the heavy uploads (bentos.admission): beyond it, 429 with Retry-After.
     judge_max_concurrent: int = Field(2, ge=1)
     """Sets a gateway worker decodes and scores at once (a battle counts two): each takes most of a core

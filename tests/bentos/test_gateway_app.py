@@ -740,3 +740,26 @@ def test_uploads_beyond_capacity_are_refused_with_retry_after_while_chat_is_serv
         assert [first.result(timeout=60).status_code, second.result(timeout=60).status_code] == [200, 200]
     assert refused_total() - before == 2 and (gw.uploads.running, gw.uploads.queued) == (0, 0)
     assert client.post(api.JUDGE_BATTLE_ROUTE, json=battle).status_code == 200  # two units, capped at the capacity
+
+
+# --- micro-batching ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_concurrent_chat_messages_share_triton_calls_and_each_gets_its_own_answer(make, batching):
+    """16 callers at once on a 20 ms model: joined, far fewer calls than requests; every answer is the
+    one that message gets alone, and the live stats (canary gates) still count every request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = SlowTriton(0.02)
+    gw, client = make(fake, micro_batching=batching)
+    texts = [" ".join(WORDS[i % len(WORDS)] for i in range(k, k + 3)) for k in range(16)]  # one bucket, 16 messages
+    alone = {t: sentiment(client, t).json()["sentiment"] for t in texts}
+    fake.calls.clear()
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: sentiment(client, t), texts * 4))
+    assert all(a.status_code == 200 for a in answers)
+    assert [a.json()["sentiment"] for a in answers] == [alone[t] for t in texts * 4]
+    calls = len(fake.calls)
+    assert (calls < 40) if batching else (calls == 64), calls
+    assert gw.backend.monitor.stats("sentiment", gw.backend.policies.current().families["sentiment"]).version(1).requests_total == 80
