@@ -43,6 +43,8 @@ def build_config(spec: ModelSpec) -> mc.ModelConfig:
             cfg.dynamic_batching.preferred_batch_size.extend(spec.batching.preferred_batch_sizes)
             cfg.dynamic_batching.max_queue_delay_microseconds = spec.batching.max_queue_delay_us
         cfg.instance_group.add(count=spec.instance_count, kind=getattr(mc.ModelInstanceGroup, spec.instance_kind))
+        if spec.response_cache:
+            cfg.response_cache.enable = True
 
     for key, value in sorted(parameters.items()):
         cfg.parameters[key].string_value = value

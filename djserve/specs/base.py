@@ -102,6 +102,11 @@ class ModelSpec:
     """Rendered into config.pbtxt `parameters` (backend options, tables for python steps)."""
     versions_kept: int = 2
     """version_policy latest{num_versions}: the stable version and one candidate stay loaded."""
+    response_cache: bool = False
+    """Triton's response cache (`response_cache { enable: true }`) for a model whose answer is a pure
+    function of its inputs and whose inputs repeat (chat lines, one user's recommendations). Entries
+    are keyed by model, version and the inputs' bytes, so a promoted version never answers from
+    another version's entries. Served only where the server has a cache (TritonSettings.response_cache_mb)."""
     steps: tuple[EnsembleStep, ...] = ()
     parity_axes: tuple[Mapping[str, int], ...] = ({},)
     """Dynamic-axis sizes of the random batches the exporter's parity check runs."""

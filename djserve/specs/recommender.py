@@ -31,6 +31,7 @@ SPEC = ModelSpec(
     outputs=(TensorSpec("score", "FP32", (1,), "predicted affinity in [0,1]"),),
     batching=Batching(max_batch_size=512, max_queue_delay_us=0),
     description="Hybrid recommendation: user x battle affinity",
+    response_cache=True,  # one user's page views within minutes ask the same
     decisions=__doc__ or "",
     **OVERHEAD_BOUND,
     parity_axes=({},),

@@ -28,6 +28,7 @@ SPEC = ModelSpec(
     outputs=(TensorSpec("logits", "FP32", (len(LABELS),), "unnormalised class scores", labels=LABELS),),
     batching=Batching(max_batch_size=32, max_queue_delay_us=0),
     description="Chat sentiment in many languages",
+    response_cache=True,  # live chat repeats itself ("GG", "🔥🔥🔥")
     decisions=__doc__ or "",
     **OVERHEAD_BOUND,
     parity_axes=({"tokens": 16}, {"tokens": 37}, {"tokens": 128}),

@@ -64,6 +64,11 @@ def python_stub(tag: str | None = None) -> Path:
     return pytriton_dir() / "tritonserver" / "python_backend_stubs" / (tag or python_tag()) / STUB_NAME
 
 
+def embedded_cache_dir() -> Path:
+    """The wheel's response cache implementations (`local/libtritoncache_local.so`)."""
+    return pytriton_dir() / "tritonserver" / "caches"
+
+
 def triton_libs_dir() -> Path:
     """`site-packages/nvidia_pytriton.libs`: libtritonserver, libcudart and friends."""
     return pytriton_dir().parent / "nvidia_pytriton.libs"

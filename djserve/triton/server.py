@@ -29,6 +29,7 @@ from djserve.triton.backends import (
     TritonSetupError,
     assemble_backends,
     check_installation,
+    embedded_cache_dir,
     missing_backend_files,
     server_environment,
 )
@@ -76,6 +77,13 @@ class TritonSettings(BaseSettings):
     allow_gpu_metrics: bool = False
     exit_on_error: bool = False
     disable_auto_complete_config: bool = True
+    response_cache_mb: float = Field(64.0, ge=0)
+    """Size of Triton's local response cache (`--cache-config local,size=...`), used by the models whose
+    spec enables it (sentiment, recommender); hits and misses are `nv_cache_num_hits_per_model` and
+    `nv_cache_num_misses_per_model` on Triton's /metrics. 0: no cache."""
+    cache_directory: Path | None = None
+    """Where tritonserver finds its cache implementations; default: the embedded server's own (the
+    wheel's `tritonserver/caches`)."""
     extra_args: list[str] = []
     """Appended verbatim to the command line."""
     admin_key: AdminKey = None
@@ -143,6 +151,9 @@ class TritonSettings(BaseSettings):
             args.append("--disable-auto-complete-config")
         if shm_prefix:
             args.append(f"--backend-config=python,shm-region-prefix-name={shm_prefix}")
+        if self.response_cache_mb > 0:
+            args += [f"--cache-directory={(self.cache_directory or embedded_cache_dir()).resolve()}",
+                     f"--cache-config=local,size={int(self.response_cache_mb * 2**20)}"]
         args += restricted_api_args(self.admin_key)
         return args + list(self.extra_args)
 

@@ -112,7 +112,7 @@ def test_the_deployment_flags_start_triton_and_lock_model_control(source, tmp_pa
     from tritonclient.utils import InferenceServerException
 
     from djserve.process import ChildProcess, http_status
-    from djserve.triton.backends import assemble_backends, check_installation, server_environment
+    from djserve.triton.backends import assemble_backends, check_installation, embedded_cache_dir, server_environment
 
     key = TEST_ENV["TRITON_ADMIN_KEY"]
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
@@ -129,6 +129,8 @@ def test_the_deployment_flags_start_triton_and_lock_model_control(source, tmp_pa
             a = f"{name}={ports[name[2:-5]]}"
         elif name in ("--pinned-memory-pool-byte-size", "--allow-gpu-metrics"):
             continue
+        elif name == "--cache-config":  # the container's caches are in /opt/tritonserver/caches, the wheel's here
+            args.append(f"--cache-directory={embedded_cache_dir()}")
         args.append(a)
     argv = [str(check_installation()), *args, f"--backend-directory={assemble_backends(tmp_path / 'backends')}",
             "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",

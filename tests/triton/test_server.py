@@ -400,6 +400,19 @@ def test_argv_binds_everything_to_the_host(tmp_path):
     assert [a for a in two if a.startswith("--load-model")] == ["--load-model=a", "--load-model=b"]
 
 
+def test_the_response_cache_flags_follow_its_size(tmp_path):
+    from djserve.triton.backends import embedded_cache_dir
+
+    cached = TritonSettings(model_repository=tmp_path, response_cache_mb=2).argv("/bin/tritonserver")
+    assert "--cache-config=local,size=2097152" in cached
+    assert f"--cache-directory={embedded_cache_dir().resolve()}" in cached
+    assert (embedded_cache_dir() / "local" / "libtritoncache_local.so").is_file()
+    own = TritonSettings(model_repository=tmp_path, cache_directory=tmp_path / "caches").argv("/bin/tritonserver")
+    assert f"--cache-directory={(tmp_path / 'caches').resolve()}" in own
+    off = TritonSettings(model_repository=tmp_path, response_cache_mb=0).argv("/bin/tritonserver")
+    assert not [a for a in off if a.startswith("--cache")]
+
+
 def test_settings_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("DJSERVE_TRITON_MODEL_REPOSITORY", str(tmp_path))
     monkeypatch.setenv("DJSERVE_TRITON_HTTP_PORT", "18123")
