@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -44,13 +45,15 @@ class ParityReport:
 
 def check_parity(
     spec: ModelSpec,
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | Path,
     run_source: Callable[[Feeds], Mapping[str, np.ndarray]],
     feeds: list[tuple[Mapping[str, int], Feeds]],
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> ParityReport:
     """Run both on every (axes, feeds) batch; raise ParityError naming the worst output."""
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # a path loads a graph whose weights are in a file beside it (external data, > 2 GiB)
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     report = ParityReport(tolerance)
     for axes, batch_feeds in feeds:
         expected = run_source(batch_feeds)
