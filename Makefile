@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# torch first and alone: the local CPU wheel; anything else could pull a CUDA build (PLATFORM.md).
+# torch first and alone: the local CPU wheel; anything else could pull a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
 	@echo "Setting up $(VENV) with the pinned dependencies (first time: 3-4 minutes)..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,4 +1,4 @@
-"""The design documents' model metrics (S0:1079-1110), labelled by version and status.
+"""The design documents' model metrics, labelled by version and status.
 
 Created on first use, not at import: BentoML workers set PROMETHEUS_MULTIPROC_DIR after the
 service module is imported, and prometheus_client must see it to write where /metrics reads.

@@ -7,7 +7,7 @@ prediction is summarised by (`summarize`). The last WINDOW requests per (family,
   counts, error rate, latency quantiles and recent values (what a canary gate compares against the
   stable version), the platform's labels per version (`add_label`) and the paired comparison of a
   shadow version with the stable one (`observe_shadow`, `shadow_dropped`; bentos.shadow);
-- `drift`: the design documents' drift check (S0:1130-1150, S0:1204-1209): the window's values
+- `drift`: the design documents' drift check: the window's values
   against a stored baseline, two-sample Kolmogorov-Smirnov test, p < 0.05 = drift. The KS statistic
   is exported as the gauge `ai_model_drift_score{model_type, version}`.
 

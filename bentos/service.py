@@ -431,7 +431,7 @@ class Gateway:
 
     @app.get(api.HEALTH_ROUTE, response_model=Health, responses={503: {"model": Health, "description": "degraded"}})
     async def health(self) -> JSONResponse:
-        """The design documents' checker (S0:1372-1466) calls this: 200 healthy, 503 degraded."""
+        """The design documents' checker calls this: 200 healthy, 503 degraded."""
         server, families = await self.backend.readiness()
         healthy = server and all(families.values())
         body = Health(status="healthy" if healthy else "degraded", triton=server, models=families, version=__version__)

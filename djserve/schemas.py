@@ -1,8 +1,8 @@
 """The gateway's HTTP contract: request and response bodies of every endpoint.
 
 The gateway validates with these models and the client library parses with them, so a field is
-named once. JSON uses camelCase like the design documents' requests (`battleId`, `userId`,
-S0:1427-1466); Python code uses snake_case. Every score is in [0, 1].
+named once. JSON uses camelCase like the design documents' requests (`battleId`, `userId`);
+Python code uses snake_case. Every score is in [0, 1].
 """
 
 from __future__ import annotations

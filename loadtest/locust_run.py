@@ -1,7 +1,7 @@
 """Run a Locust scenario headless in a subprocess, bounded in time, then check the SLOs.
 
 Why a subprocess: Locust monkey-patches the standard library with gevent when it is imported, and
-anything that imported `requests`, TF or mlflow first breaks it (PLATFORM.md), so the CLI and the
+anything that imported `requests`, TF or mlflow first breaks it, so the CLI and the
 tests never import locust; they run its CLI. This module is also what the locustfiles import for
 the scenario definitions, so it must stay light (no locust, no rich).
 

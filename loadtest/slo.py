@@ -1,7 +1,7 @@
 """Service-level objectives checked on a Locust run's `--json-file` output.
 
 Why from the JSON and not the CSV: Locust writes its final `_stats.csv` before the last second of
-requests is counted (PLATFORM.md); the JSON holds every request. The JSON is a list with one dict
+requests is counted; the JSON holds every request. The JSON is a list with one dict
 per (method, name) entry and no "Aggregated" row; `response_times` is a histogram of response times
 rounded by Locust (ms below 100, then 2 significant digits) -> count, with the keys as strings.
 Failed requests are counted in `num_requests` too.

@@ -7,7 +7,7 @@ Both are scored on the family's held-out set (the same data, item by item). The 
    evaluation reports), and
 2. the paired difference of the headline metric (candidate - champion) has a bootstrap confidence
    interval whose lower end is above `-margin` (non-inferiority, the default), or above
-   `min_improvement` x |champion| when the promotion asks for a real gain (S1's "5% better").
+   `min_improvement` x |champion| when the promotion asks for a real gain (the design documents' "5% better").
 
 Each item's share of the headline comes with the evaluation (`samples`: their mean is the headline),
 so resampling items resamples the metric itself, and pairing removes the variance both versions

@@ -1,4 +1,4 @@
-"""`beat_tracker`: RealTimeBeatTracker's two networks (Keras, S1:224-283) as one model.
+"""`beat_tracker`: RealTimeBeatTracker's two networks (Keras) as one model.
 
 Outputs:
 - `beat_activation` [B,T,1] (the tempo tracker's branch, renamed from the seed's "tempo
@@ -14,7 +14,7 @@ Decisions:
 - Conv1D padding="same" so `beat_activation` has one value per input frame ([B,T,1]) instead of
   the seed's T-4; the beat detector is unchanged (valid padding, needs T >= 11 frames).
 - The seed's per-frame output was an undefined "tempo confidence" read by an undefined
-  `estimate_bpm` (S1:258-271); a per-frame beat activation is what a beat tracker can be trained
+  `estimate_bpm`; a per-frame beat activation is what a beat tracker can be trained
   on (exact beat times) and what tempo and beat times are decoded from.
 """
 

@@ -1,4 +1,4 @@
-"""`creative`: CreativeAnalysisModel (TensorFlow/Keras, S1:166-222).
+"""`creative`: CreativeAnalysisModel (TensorFlow/Keras).
 
 Decisions:
 - The audio-feature sequence is the judge's `mixing_features` [B,S,32]: frame descriptors over

@@ -1,10 +1,10 @@
 """The audio front end: how a DJ set becomes the judge's, technical's, creative's and beat
 tracker's input tensors. The gateway computes exactly this; models are trained on exactly this.
 
-Decisions (EXTRACT 2.1/2.2 leave hop, n_fft, frame count and the 32 mixing features open):
+Decisions (the design documents leave hop, n_fft, frame count and the 32 mixing features open):
 - One rate for everything: mono at SAMPLE_RATE = 22050 Hz (librosa's default; 44.1 kHz input is
   resampled), hop HOP_LENGTH = 512, n_fft N_FFT = 2048. A window of WINDOW_FRAMES = 1024 frames
-  is 23.8 s, the judge's nominal [1,128,1024] input (S0:858).
+  is 23.8 s, the judge's nominal [1,128,1024] input.
 - Mel spectrograms in dB (power_to_db, ref=max, top_db=80) scaled to [0,1] by (dB + 80) / 80.
 - Mixing features: one step every MIXING_HOP_FRAMES = 8 frames (0.19 s, 128 steps a window), the
   32 descriptors in MIXING_FEATURES, each min-max scaled to [0,1] by MIXING_RANGES. Besides level,
@@ -41,7 +41,7 @@ MIXING_FEATURES: tuple[str, ...] = (
     "beat_flam",  # second kicks 45-140 ms after a kick: beats out of phase
     "tuning_offset",  # where the partials sit between semitones, cents (a track off its key, a wobble)
     "tuning_coherence",  # 1: one tuning; lower: partials at two tunings (detuned blends)
-    "bass_energy",  # 20-250 Hz share (S0:747-779 bands)
+    "bass_energy",  # 20-250 Hz share (the design documents' bands)
     "mid_energy",  # 250-4000 Hz share
     "treble_energy",  # 4000+ Hz share
     *(f"chroma_{p}" for p in ("c", "c#", "d", "d#", "e", "f", "f#", "g", "g#", "a", "a#", "b")),

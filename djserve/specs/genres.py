@@ -1,9 +1,9 @@
-"""Genres: the recommender's 12 genre ids (S0:375) and the judge's genre weighting.
+"""Genres: the recommender's 12 genre ids and the judge's genre weighting.
 
-Decision (EXTRACT 6.1.4, 12 vs 8 vs 6 vs 4 genres): the id space is the recommender's 12 genres,
-named from S1:40-46 and S2:111 plus the common neighbours; only four have weight tables in the
-seeds (S2:1658-1668, S0:286-294 agree on house/techno). A genre without a table, or an unknown
-one, is scored with equal weights (DEFAULT_WEIGHTS): a neutral default rather than S2's silent
+Decision (the design documents name 12, 8, 6 or 4 genres): the id space is the recommender's 12 genres,
+named in the design documents plus the common neighbours; only four have weight tables in the
+design documents (two of them agree on house/techno). A genre without a table, or an unknown
+one, is scored with equal weights (DEFAULT_WEIGHTS): a neutral default rather than one design's silent
 fallback to house, so no genre is judged by another genre's priorities.
 """
 
@@ -27,7 +27,7 @@ GENRES: tuple[str, ...] = (
 #: Judge component order: the labels of judge.component_scores.
 JUDGE_COMPONENTS: tuple[str, ...] = ("technical_skill", "track_selection", "energy_flow", "creativity")
 
-#: Genre -> weights over JUDGE_COMPONENTS (S2:1663-1666; rows sum to 1).
+#: Genre -> weights over JUDGE_COMPONENTS (the design documents' tables; rows sum to 1).
 GENRE_WEIGHTS: dict[str, tuple[float, float, float, float]] = {
     "house": (0.30, 0.25, 0.25, 0.20),
     "techno": (0.20, 0.30, 0.30, 0.20),

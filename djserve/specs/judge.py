@@ -1,14 +1,14 @@
-"""`judge`: the AI Judge (PyTorch, S0:189-347) with the registered contract S0:852-866.
+"""`judge`: the AI Judge (PyTorch) with the design documents' registered contract.
 
 Decisions:
-- Output is only `component_scores` [B,4]. S0's forward returns a nested dict with a per-genre
+- Output is only `component_scores` [B,4]. The design's forward returns a nested dict with a per-genre
   `overall_score`; the genre weighting moves to the `battle_judge` ensemble, so one model serves
-  every genre instead of one model per genre (S0:1035 `ai-judge-{genre}`).
-- The S0 architecture is kept (S2 Lab's variant, EXTRACT 1.3, needs MFCC/bpm inputs no contract
+  every genre instead of one model per genre (the design documents' `ai-judge-{genre}`).
+- The main design's architecture is kept (the lab variant needs MFCC/bpm inputs no contract
   defines), with two changes training showed necessary: the mixing features are standardised by
   buffers fitted to the training data, and the mixing LSTM's outputs are averaged over time
   instead of keeping the last step (a window's scores are means over the window; the last step
-  of 128 remembers its last seconds). Mixing features are S0's [B,S,32] (not S2's [10,4]); the
+  of 128 remembers its last seconds). Mixing features are [B,S,32] (not the lab variant's [10,4]); the
   gateway defines the 32 (`djserve.specs.features`).
 - What the four scores mean is defined by the label model, `djserve.specs.labels`.
 - Time and steps are dynamic (nominally 1024 frames); at least 4 frames (two 2x2 max-pools).

@@ -31,7 +31,7 @@ Technical (`technical_scores`):
 
 Judge (`component_scores`):
 - technical_skill = 0.30 bpm_accuracy + 0.30 beat_alignment + 0.25 transition_quality
-  + 0.15 pitch_stability (the design documents' technical loss weights, S1:148-163).
+  + 0.15 pitch_stability (the design documents' technical loss weights).
 - track_selection: quality = harmonic compatibility of A's and B's keys (`harmony`: same key 1.0,
   Camelot neighbour or relative 0.9, two steps 0.55, anything else 0.15) over the overlap; after a
   hard cut the keys are heard in turn, so half the penalty for CUT_SPAN_BEATS; 1 elsewhere.

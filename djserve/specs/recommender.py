@@ -1,4 +1,4 @@
-"""`recommender`: HybridRecommendationModel (PyTorch, S0:349-449).
+"""`recommender`: HybridRecommendationModel (PyTorch).
 
 Decisions:
 - Embedding tables need a fixed size: user and item ids are hashed into NUM_USER_BUCKETS and

@@ -1,4 +1,4 @@
-"""`sentiment`: multilingual XLM-RoBERTa sequence classifier (transformers, S0:451-599).
+"""`sentiment`: multilingual XLM-RoBERTa sequence classifier (transformers).
 
 Decisions:
 - The reference model is a small XLM-RoBERTa config (same architecture, 2 layers, hidden 64)
@@ -8,7 +8,7 @@ Decisions:
   (xlm-roberta-large fine-tuned included) exports unchanged.
 - The version directory carries the tokenizer (`<N>/tokenizer/`), so the text pipeline always
   tokenizes with the vocabulary of the model it feeds.
-- Sequences are truncated to MAX_TOKENS = 512 (S0:476) and padded to LENGTH_BUCKETS so requests of
+- Sequences are truncated to MAX_TOKENS = 512 and padded to LENGTH_BUCKETS so requests of
   similar length batch together in Triton (its dynamic batcher only joins equal shapes).
 """
 

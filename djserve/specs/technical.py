@@ -1,6 +1,6 @@
-"""`technical`: TechnicalPerformanceModel (TensorFlow/Keras, S1:79-164).
+"""`technical`: TechnicalPerformanceModel (TensorFlow/Keras).
 
-Decisions (the seed's call() cannot run, EXTRACT 6.3):
+Decisions (the design documents' call() cannot run):
 - Input is the judge's tensor, `audio_features` [B,1,128,T], so one ensemble input feeds both.
   The model transposes it to channels-last [B,128,T,1] itself.
 - The seed pools time away (GlobalAveragePooling2D) and then reshapes to [B,T,256]. Here the conv

@@ -71,7 +71,7 @@ class TritonSettings(BaseSettings):
     startup_timeout_s: float = Field(120.0, gt=0)
     exit_timeout_s: int = Field(10, ge=0)
     """How long Triton waits for in-flight requests on shutdown (`--exit-timeout-secs`)."""
-    # CPU-machine flags (see PLATFORM.md): no pinned memory pool, no GPU metrics, one bad model
+    # CPU-machine flags: no pinned memory pool, no GPU metrics, one bad model
     # must not take the server down, no auto-complete (+1.3-1.8 s per python model at load).
     pinned_memory_pool_byte_size: int = Field(0, ge=0)
     allow_gpu_metrics: bool = False

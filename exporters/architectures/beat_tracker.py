@@ -1,4 +1,4 @@
-"""RealTimeBeatTracker's two networks (seed S1:224-283) as one functional Keras 3 model.
+"""RealTimeBeatTracker's two networks as one functional Keras 3 model.
 
 See `djserve.specs.beat_tracker`: one input `mel_frames`, the per-frame branch with padding="same"
 (one beat activation per frame), the beat branch unchanged (valid padding, needs >= 11 frames).

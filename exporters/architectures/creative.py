@@ -1,4 +1,4 @@
-"""CreativeAnalysisModel (seed S1:166-222) as a functional Keras 3 model.
+"""CreativeAnalysisModel as a functional Keras 3 model.
 
 See `djserve.specs.creative` for the decisions: audio branch on `mixing_features` with
 padding="same", metadata branch on hashed `metadata_tokens`, four heads -> `creative_scores`.

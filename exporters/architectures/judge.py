@@ -1,4 +1,4 @@
-"""AIJudgeModel (S0:189-347) without the per-genre buffer: genre weighting lives in the ensemble.
+"""AIJudgeModel without the per-genre buffer: genre weighting lives in the ensemble.
 
 Two changes to the seed's network, both found necessary when training it (see the judge spec):
 - the mixing features are standardised by fixed buffers (`mixing_mean`, `mixing_std`, set from

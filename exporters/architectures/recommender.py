@@ -1,4 +1,4 @@
-"""HybridRecommendationModel (S0:349-449) with hashed id tables and [B,1] id inputs."""
+"""HybridRecommendationModel with hashed id tables and [B,1] id inputs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multilingual sentiment classifier (S0:451-599): XLM-RoBERTa for sequence classification.
+"""Multilingual sentiment classifier: XLM-RoBERTa for sequence classification.
 
 The production model is a fine-tuned xlm-roberta-large directory given as a checkpoint. Without
 one, `build_reference_checkpoint` writes a small model of the same architecture and a Unigram

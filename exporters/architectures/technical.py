@@ -1,4 +1,4 @@
-"""TechnicalPerformanceModel (seed S1:79-164) as a functional Keras 3 model.
+"""TechnicalPerformanceModel as a functional Keras 3 model.
 
 See `djserve.specs.technical` for the decisions: channels-last conv stack as the seed, mean over
 the mel axis only -> [B, T/4, 256] sequence, LSTM(128) -> self-attention over time -> LSTM(64),

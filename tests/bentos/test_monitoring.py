@@ -1,4 +1,4 @@
-"""Live-traffic monitoring: windows, stats, summaries, baselines and drift (S0:1130-1150, 1204-1209)."""
+"""Live-traffic monitoring: windows, stats, summaries, baselines and drift."""
 
 from __future__ import annotations
 

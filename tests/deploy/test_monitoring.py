@@ -48,7 +48,7 @@ def test_alert_rules_are_complete_and_unique():
     text = {r["alert"]: r["expr"] for r in rules}
     latency = text["RealtimeLatencyHigh"]
     assert "histogram_quantile(0.95" in latency and "ai_model_prediction_latency_seconds_bucket" in latency
-    assert latency.rstrip().endswith("> 0.1")  # the design documents' 100 ms real-time target (S1:35)
+    assert latency.rstrip().endswith("> 0.1")  # the design documents' 100 ms real-time target
     assert 'status="error"' in text["PredictionErrorRateHigh"]
     assert "ai_model_drift_score" in text["ModelDriftHigh"]
     assert 'up{job="triton"}' in text["TritonUnavailable"] and 'up{job="gateway"}' in text["GatewayUnavailable"]

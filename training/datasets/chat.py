@@ -1,4 +1,4 @@
-"""Labelled DJ-battle live chat in six languages, generated from templates (sentiment, S0:451-599).
+"""Labelled DJ-battle live chat in six languages, generated from templates (sentiment).
 
 Each language module in `chat_lang/` holds templates, a sentiment lexicon and filler vocabularies.
 A template is filled from those tables, then typed the way chat is typed: lower case or CAPS,

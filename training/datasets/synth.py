@@ -5,7 +5,7 @@ Every track draws its own sounds (kick pitch and decay, snare tone and noise col
 bass waveform and filter, chord voicing and timbre, swing, ghost notes), and the mix adds room
 tone, hum, crowd noise, EQ tilt, band limits and saturation, so a model has to learn rhythm,
 harmony and level from the music rather than one synthesiser's fingerprint. Genres differ by
-tempo range (S1:40-46), drum pattern and palette.
+tempo range, drum pattern and palette.
 
 A track renders as two stems, `low` (kick + bass) and `high` (everything else), so a mix can swap
 basses the way a DJ's EQ does. Pitched parts follow a detune curve in cents (pitch instability);

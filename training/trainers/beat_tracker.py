@@ -1,4 +1,4 @@
-"""RealTimeBeatTracker in Keras (S1:224-283) with the design documents' recipe (S1:485-571): Adam,
+"""RealTimeBeatTracker in Keras with the design documents' recipe: Adam,
 EarlyStopping (best weights restored), ReduceLROnPlateau (factor 0.5), ModelCheckpoint.
 
 - Data: `training.datasets.beats` clips. Training feeds random spans of the 8-s clips (3-8 s, half

@@ -1,4 +1,4 @@
-"""CreativeAnalysisModel in Keras with the design documents' recipe (S1:495-505): RMSprop, equal
+"""CreativeAnalysisModel in Keras with the design documents' recipe: RMSprop, equal
 loss weights over the four heads, EarlyStopping, ReduceLROnPlateau, ModelCheckpoint.
 
 Its inputs are cheap (the mixing features and the set's track-list tokens, as the gateway sends

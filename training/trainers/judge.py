@@ -1,4 +1,4 @@
-"""The AI Judge in PyTorch with the design documents' recipe (S0:296-347, S2:1787-1929): AdamW with
+"""The AI Judge in PyTorch with the design documents' recipe: AdamW with
 weight decay, MSE on the four component scores, ReduceLROnPlateau (factor 0.5), gradient clipping
 at 1.0, early stopping on the validation loss with the best weights kept.
 

@@ -1,4 +1,4 @@
-"""Keras training for the technical and creative models: the design documents' recipe (S1:485-571)
+"""Keras training for the technical and creative models: the design documents' recipe
 with per-head loss weights, EarlyStopping (best weights restored), ReduceLROnPlateau (factor 0.5)
 and ModelCheckpoint, on arrays of training spans with exact labels.
 """
@@ -22,7 +22,7 @@ class KerasConfig:
     heldout: int
     epochs: int
     loss_weights: tuple[float, ...]
-    loss: str = "bce"  # "bce" (S1:148-163: weighted binary cross-entropy on soft labels) or "mse"
+    loss: str = "bce"  # "bce" (the design documents' weighted binary cross-entropy on soft labels) or "mse"
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     batch_size: int = 32

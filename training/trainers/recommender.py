@@ -1,4 +1,4 @@
-"""Recommender trainer: HybridRecommendationModel on the synthetic platform's likes (S0:349-449).
+"""Recommender trainer: HybridRecommendationModel on the synthetic platform's likes.
 
 - Ids go through `user_bucket`/`item_bucket`, exactly as the gateway sends them.
 - Only the buckets the training period touches are trained, in compact tables with one extra
@@ -51,7 +51,7 @@ class Config:
     patience: int = 3
     batch_size: int = 256  # vs 1024: the id rows need steps, not epochs (peak at epoch 9 instead of 17)
     negatives: int = 3
-    learning_rate: float = 1e-3  # S0:349-449
+    learning_rate: float = 1e-3
     item_dropout: float = 0.15
     user_dropout: float = 0.05
     max_val_users: int = 400

@@ -1,8 +1,8 @@
-"""Chat sentiment: a small XLM-RoBERTa classifier trained from scratch on generated chat (S0:451-599).
+"""Chat sentiment: a small XLM-RoBERTa classifier trained from scratch on generated chat.
 
-Recipe from S0:494-505 where it applies: AdamW with weight decay 0.01, linear warmup then decay,
+The design documents' recipe where it applies: AdamW with weight decay 0.01, linear warmup then decay,
 batch 16 (evaluation batch 64), evaluation every epoch, the best epoch kept (early stopping on
-validation loss stands in for load_best_model_at_end). S0's 500 warmup steps suit a 3-epoch
+validation loss stands in for load_best_model_at_end). The design documents' 500 warmup steps suit a 3-epoch
 fine-tune of a large corpus; here warmup is a fraction of all steps. The tokenizer is trained on
 the training split only, so held-out and gold lines are tokenised like unseen chat; it folds case,
 accents and elongations ("INCREÍBLEEE" -> "increible"), and ships that normalizer to the gateway.
@@ -64,10 +64,10 @@ class Config:
     position_jitter: int = 32
     """Training lines get position ids offset by 0..position_jitter-1 (inference: no offset)."""
     label_smoothing: float = 0.1
-    batch_size: int = 16  # S0:497
-    eval_batch_size: int = 64  # S0:498
+    batch_size: int = 16
+    eval_batch_size: int = 64
     learning_rate: float = 5e-4
-    weight_decay: float = 0.01  # S0:500
+    weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     max_grad_norm: float = 1.0
 
@@ -171,7 +171,7 @@ def fit(
             if stale >= config.patience:
                 break
 
-    if best_state is not None:  # the best epoch, as load_best_model_at_end (S0:504)
+    if best_state is not None:  # the best epoch, as load_best_model_at_end
         model.load_state_dict(best_state)
     target = out_dir / CHECKPOINT_DIR
     target.mkdir(parents=True, exist_ok=True)

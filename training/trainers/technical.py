@@ -1,6 +1,6 @@
-"""TechnicalPerformanceModel in Keras with the design documents' recipe (S1:485-571): Adam, the
+"""TechnicalPerformanceModel in Keras with the design documents' recipe: Adam, the
 technical loss weights (bpm 0.3, alignment 0.3, transitions 0.25, pitch 0.15) on a weighted
-binary cross-entropy (S1:148-163), EarlyStopping, ReduceLROnPlateau, ModelCheckpoint.
+binary cross-entropy, EarlyStopping, ReduceLROnPlateau, ModelCheckpoint.
 
 As for the judge, the CPU budget shapes how: the conv stack (64/128/256 filters over the full
 128-bin mel) keeps its seeded initialisation with BatchNorm statistics fitted to the training audio,
