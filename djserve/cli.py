@@ -51,8 +51,11 @@ def export(
     seed: Annotated[int, typer.Option(help="seed of the reference weights when no checkpoint is given")] = 0,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="skip models that already have a version")] = False,
     register: Annotated[bool, typer.Option(help="log the checkpoint to MLflow and register a model version")] = True,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: an INT8 version, accepted on the held-out metric (not registered)")] = None,
+    profile: Annotated[str, typer.Option(help="with --quantize: the held-out data it is judged on (reference or quick)")] = "reference",
 ) -> None:
-    """Export models to ONNX as NEW numbered versions, after a numerical parity check."""
+    """Export models to ONNX as NEW numbered versions, after a numerical parity check (or, with
+    --quantize int8, a held-out check: at most 1 point of accuracy or 0.01 of R^2 lost)."""
     quiet_frameworks()
     from djserve.repository import ModelRepository
     from djserve.specs import EXPORTED
@@ -67,6 +70,10 @@ def export(
         _fail(f"unknown model(s) {', '.join(unknown)}; exportable: {', '.join(EXPORTED)}")
     if checkpoint is not None and len(names) != 1:
         _fail("--checkpoint needs exactly one model")
+    if quantize is not None:
+        if quantize != "int8":
+            _fail(f"unknown --quantize {quantize!r}; known: int8")
+        return _export_int8(names, repo_path, checkpoint, profile, seed, tolerance)
     if if_missing:
         names = [n for n in names if not ModelRepository(repo_path).versions(n)]
         if not names:
@@ -88,6 +95,21 @@ def export(
         worst = max(result.max_abs_diff.values(), default=0.0)
         registered = f", registered as {result.registry_uri}" if result.registry_uri else ""
         console.print(f"[green]✓[/] {name} -> {result.path} (parity max abs diff {worst:.1e}{registered})")
+
+
+def _export_int8(names: list[str], repo_path: Path, checkpoint: Path | None, profile: str, seed: int, tolerance: float) -> None:
+    from djserve.mlops.quantize import export_int8
+    from exporters.errors import ExportError
+
+    for i, name in enumerate(names, 1):
+        with _status(f"[{i}/{len(names)}] {name} (INT8): starting") as status:
+            try:
+                result, q = export_int8(name, repo_path, _graph_evaluator, checkpoint, profile=profile, seed=seed,
+                                        tolerance=tolerance, progress=lambda step, name=name: status.update(f"{name} (INT8): {step}"))
+            except ExportError as exc:
+                _fail(str(exc))
+        console.print(f"[green]✓[/] {name} -> {result.path} (INT8: held-out {q.headline} {q.fp32:.4f} -> {q.int8:.4f}, "
+                      f"loss {q.loss:+.4f} <= {q.max_loss:g}; {q.fp32_bytes / 2**20:.1f} -> {q.int8_bytes / 2**20:.1f} MiB)")
 
 
 TrainModels = Annotated[list[str], typer.Argument(help="models to train, or `all`")]
@@ -372,7 +394,8 @@ def _promoter(triton_http_url: str | None = None):
         promo = PromotionSettings(**({"triton_http_url": triton_http_url} if triton_http_url else {}))
     except ValidationError as exc:  # e.g. a malformed admin key; the message never echoes it
         _fail(f"promotion settings: {exc.errors()[0]['msg']}")
-    return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False), evaluator=_evaluator)
+    return Promoter(settings(), promo, log=lambda line: console.print(line, highlight=False), evaluator=_evaluator,
+                    graph_evaluator=_graph_evaluator)
 
 
 def _evaluator(family: str, version: int, profile: str) -> dict:
@@ -381,6 +404,13 @@ def _evaluator(family: str, version: int, profile: str) -> dict:
     from training.run import evaluate_isolated
 
     return evaluate_isolated(family, settings().state_dir, profile=profile, version=version)
+
+
+def _graph_evaluator(family: str, checkpoint: Path, graph: Path, profile: str) -> dict:
+    """INT8 acceptance's scorer: training's held-out evaluation of an exported graph of the checkpoint."""
+    from training.run import evaluate_isolated
+
+    return evaluate_isolated(family, settings().state_dir, profile=profile, checkpoint=checkpoint, onnx_model=graph)
 
 
 Family = Annotated[str, typer.Argument(help="model family: judge, technical, creative, beat_tracker, sentiment, recommender")]
@@ -396,6 +426,7 @@ def promote(
     force: Annotated[bool, typer.Option("--force", help="promote even if the offline gate refuses it (recorded)")] = False,
     min_improvement: Annotated[Optional[float], typer.Option(help="require this relative gain over the champion, e.g. 0.05")] = None,
     tolerance: Annotated[float, typer.Option(help="parity tolerance of the export")] = 1e-4,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: export it as an INT8 version, accepted on the held-out metric")] = None,
 ) -> None:
     """Gate a registry version offline, export it as a new Triton version, give it a shadow or canary share."""
     from djserve.mlops.promotion import PromotionError
@@ -407,7 +438,7 @@ def promote(
             _fail("give --from models:/NAME/VERSION (or --complete)")
         else:
             _promoter().promote(family, source, canary, tolerance, shadow_percent=shadow, force=force,
-                                min_improvement=min_improvement)
+                                min_improvement=min_improvement, quantize=quantize)
     except (PromotionError, ValueError, KeyError) as exc:
         _fail(str(exc))
 

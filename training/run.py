@@ -130,10 +130,16 @@ def evaluate(
     checkpoint: Path | None = None,
     dataset: Path | None = None,
     progress: Progress = no_progress,
+    onnx_model: Path | None = None,
 ) -> dict[str, Any]:
     """Score a registered version (default: the champion) or a checkpoint file on the held-out
-    split; logged as an MLflow run of kind `evaluate`."""
+    split; logged as an MLflow run of kind `evaluate`. `onnx_model`: score that exported graph of the
+    checkpoint instead (its tokenizer and the like still come from the checkpoint)."""
     module = trainer(family)
+    if onnx_model is not None and not getattr(module, "EVALUATES_ONNX", False):
+        able = [f for f in FAMILIES if getattr(trainer(f), "EVALUATES_ONNX", False)]
+        raise TrainingError(f"{family}: held-out evaluation of an exported graph is not available yet "
+                            f"(available for: {', '.join(able)})")
     registry = Registry(state_dir)
     with tempfile.TemporaryDirectory(prefix=f"djserve-eval-{family}-") as tmp:
         what: dict[str, str]
@@ -151,12 +157,15 @@ def evaluate(
             if not Path(checkpoint).exists():
                 raise TrainingError(f"{family}: checkpoint {checkpoint} does not exist")
             what = {"evaluated": str(Path(checkpoint).resolve())}
+        if onnx_model is not None:
+            what["onnx_model"] = str(Path(onnx_model).resolve())
         data = _dataset(module, profile, 0, progress, dataset)
         run = TrainingRun(registry, family, "evaluate", {"profile": profile, **what})
         try:
             run.params(family=family, profile=profile, **what)
             run.dataset(data)
-            evaluation = module.evaluate(Path(checkpoint), data, progress)
+            evaluation = (module.evaluate(Path(checkpoint), data, progress) if onnx_model is None
+                          else module.evaluate(Path(checkpoint), data, progress, onnx_model=Path(onnx_model)))
             run.evaluation(evaluation)
             run.end()
         except BaseException:

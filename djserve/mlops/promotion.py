@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,9 @@ from djserve.repository import ModelRepository
 from djserve.settings import Settings
 from djserve.traffic import FamilyPolicy, PolicyStore, TrafficPolicy, newest_versions
 from djserve.triton.admin import ADMIN_KEY_ENV, AdminKey
+
+if TYPE_CHECKING:
+    from djserve.mlops.quantize import GraphEvaluator
 
 POLICY_FILE = "traffic_policy.json"
 BASELINE_DIR = "drift"
@@ -94,10 +97,12 @@ class Promoted:
 
 class Promoter:
     def __init__(self, settings: Settings, promo: PromotionSettings | None = None, log: Callable[[str], None] = print,
-                 evaluator: Evaluator | None = None):
+                 evaluator: Evaluator | None = None, graph_evaluator: GraphEvaluator | None = None):
         """`evaluator` scores a registered version on held-out data (the CLI passes training's); without
-        one the offline gate can only use evaluations already logged with the versions."""
+        one the offline gate can only use evaluations already logged with the versions.
+        `graph_evaluator` scores an exported graph (INT8 acceptance; `promote --quantize int8`)."""
         self.settings, self.promo, self.log, self.evaluator = settings, promo or PromotionSettings(), log, evaluator
+        self.graph_evaluator = graph_evaluator
         self.repo = ModelRepository(settings.repository)
         self.policies = PolicyStore(settings.state_dir / POLICY_FILE, default=lambda: newest_versions(settings.repository))
         self.triton = TritonFleet(self.promo.triton_http_url, admin_key=self.promo.admin_key)
@@ -142,9 +147,11 @@ class Promoter:
     # --- steps -----------------------------------------------------------------------------
 
     def promote(self, family: str, source: str, canary_percent: float = 10.0, tolerance: float = 1e-4,
-                shadow_percent: float | None = None, force: bool = False, min_improvement: float | None = None) -> Promoted:
+                shadow_percent: float | None = None, force: bool = False, min_improvement: float | None = None,
+                quantize: str | None = None) -> Promoted:
         """Gate `source` offline, export it as a new version and give it a canary share, or (with
-        `shadow_percent`) mirrored traffic only. `force` promotes past a failed offline gate (recorded)."""
+        `shadow_percent`) mirrored traffic only. `force` promotes past a failed offline gate (recorded).
+        `quantize="int8"`: the new version is its INT8 graph, accepted on the held-out metric."""
         from exporters.errors import ExportError
 
         from djserve.mlops.publish import export_registered
@@ -165,7 +172,8 @@ class Promoter:
             self.log(f"{family}: offline gate failed, promoting anyway (--force)")
         self.log(f"{family}: exporting {uri} to a new Triton version")
         try:
-            result = export_registered(uri, self.settings.repository, self.settings.state_dir, tolerance)
+            result = export_registered(uri, self.settings.repository, self.settings.state_dir, tolerance, quantize=quantize,
+                                       evaluate_graph=self.graph_evaluator)
         except ExportError as exc:
             self.registry.record(family, "refused", version=rv.version, stage="export", reason=str(exc))
             raise PromotionError(f"{family}: {uri} refused at export: {exc}") from None

@@ -20,6 +20,7 @@ from djserve.files import atomic_write_text
 from djserve.registry import CHAMPION, Registry
 from djserve.repository.layout import METADATA_FILE, UNTRAINED
 from djserve.specs import EXPORTED
+from exporters.errors import ExportError
 from exporters.export import ExportResult, Progress
 from exporters.isolated import export_isolated
 
@@ -60,20 +61,30 @@ def register_export(state_dir: Path, result: ExportResult, weights: str) -> str:
 
 
 def export_registered(
-    uri: str, repository: Path, state_dir: Path, tolerance: float = 1e-4, progress: Progress = lambda step: None
+    uri: str, repository: Path, state_dir: Path, tolerance: float = 1e-4, progress: Progress = lambda step: None,
+    quantize: str | None = None, evaluate_graph=None,
 ) -> ExportResult:
     """A registered model version as a NEW Triton version carrying its provenance, without
-    registering it again."""
+    registering it again. `quantize="int8"`: an INT8 version, accepted on the held-out metric
+    (djserve.mlops.quantize, scored by `evaluate_graph`) instead of parity."""
     registry = Registry(state_dir)
     rv = registry.resolve(uri)
     provenance = registry.provenance(rv)
     progress(f"downloading {uri}")
     with tempfile.TemporaryDirectory(prefix="djserve-registered-") as tmp:
         checkpoint = registry.download_checkpoint(rv, Path(tmp))
-        result = export_isolated(
-            rv.family, repository, checkpoint, tolerance, progress=progress,
-            extra={"registry": uri, "provenance": provenance}, weights=provenance.get("weights"),
-        )
+        recorded = dict(extra={"registry": uri, "provenance": provenance}, weights=provenance.get("weights"))
+        if quantize == "int8":
+            from djserve.mlops.quantize import export_int8
+
+            if evaluate_graph is None:
+                raise ExportError(f"{rv.family}: an INT8 export needs a held-out evaluator of exported graphs")
+            result, _ = export_int8(rv.family, repository, evaluate_graph, checkpoint, profile=provenance.get("profile") or "reference",
+                                    tolerance=tolerance, progress=progress, **recorded)
+        elif quantize is None:
+            result = export_isolated(rv.family, repository, checkpoint, tolerance, progress=progress, **recorded)
+        else:
+            raise ExportError(f"unknown quantization {quantize!r}; known: int8")
     result.registry_uri, result.checkpoint = uri, None  # the download is gone; the registry has it
     registry.client.set_model_version_tag(rv.name, str(rv.version), "triton_version", str(result.version))
     _first_is_champion(registry, rv.family, rv.version, result.version)

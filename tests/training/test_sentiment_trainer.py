@@ -80,3 +80,45 @@ def test_checkpoint_loads_for_export_and_tokenises_like_the_gateway(fitted, data
     with torch.no_grad():
         logits = hf.model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
     assert logits.shape == (1, len(spec.LABELS))
+
+
+def test_an_exported_graph_is_scored_like_its_checkpoint_and_int8_close_to_it(fitted, data, tmp_path):
+    """What INT8 acceptance relies on: the held-out evaluation of the exported FP32 graph reproduces the
+    checkpoint's, and the INT8 graph's figure is comparable with it."""
+    from djserve.mlops.quantize import quantize_int8
+    from exporters.export import export_model
+    from tests.conftest import copy_committed_repository
+
+    ckpt, _, evaluation = fitted
+    result = export_model("sentiment", copy_committed_repository(tmp_path / "repo"), checkpoint=ckpt)
+    fp32 = trainer.evaluate(ckpt, data, no_progress, onnx_model=result.path / "model.onnx").metrics
+    assert fp32["heldout.accuracy"] == pytest.approx(evaluation.metrics["heldout.accuracy"], abs=1e-9)
+    assert fp32["gold.accuracy"] == pytest.approx(evaluation.metrics["gold.accuracy"], abs=1e-9)
+    int8_file = quantize_int8(result.path / "model.onnx", tmp_path / "model.int8.onnx")
+    int8 = trainer.evaluate(ckpt, data, no_progress, onnx_model=int8_file).metrics
+    assert abs(int8["heldout.accuracy"] - fp32["heldout.accuracy"]) < 0.05, (int8["heldout.accuracy"], fp32["heldout.accuracy"])
+    assert int8_file.stat().st_size < 0.5 * (result.path / "model.onnx").stat().st_size
+
+
+def test_export_quantize_int8_writes_an_accepted_version_or_refuses(fitted, tmp_path, monkeypatch):
+    """`djserve export sentiment --quantize int8`: the FP32 and INT8 graphs scored on the quick
+    profile's held-out chat (training's evaluation, in its own process), the figures in the metadata."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from djserve.cli import app
+    from tests.conftest import copy_committed_repository
+
+    ckpt, _, _ = fitted
+    monkeypatch.setenv("DJSERVE_STATE_DIR", str(tmp_path / "state"))
+    repo = copy_committed_repository(tmp_path / "repo")
+    args = ["export", "sentiment", "--checkpoint", str(ckpt), "--quantize", "int8", "--profile", "quick", "--repository", str(repo)]
+    run = CliRunner().invoke(app, args)
+    meta_path = repo / "sentiment" / "1" / "metadata.json"
+    if run.exit_code == 0:
+        q = json.loads(meta_path.read_text())["extra"]["quantization"]
+        assert q["headline"] == "heldout.accuracy" and q["loss"] <= q["max_loss"] == 0.01, q
+        assert "INT8: held-out heldout.accuracy" in run.output and (repo / "sentiment" / "1" / "tokenizer").is_dir()
+    else:  # a refusal is an answer too, as long as it says why and writes nothing
+        assert "INT8 refused" in run.output and not meta_path.exists(), run.output

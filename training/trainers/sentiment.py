@@ -180,12 +180,20 @@ def fit(
     return target
 
 
-def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
+EVALUATES_ONNX = True
+"""`evaluate` can score an exported graph instead of the checkpoint's model (INT8 acceptance)."""
+
+
+def evaluate(checkpoint: Path, data: Dataset, progress: Progress, onnx_model: Path | None = None) -> Evaluation:
     """Accuracy and macro-F1 on "heldout" and "gold", overall and per language, beside the majority
-    class of the training labels; confusion matrices and the gold predictions go in `extra`."""
+    class of the training labels; confusion matrices and the gold predictions go in `extra`.
+    `onnx_model`: score that exported graph (same tokenizer, from the checkpoint) instead."""
     torch.set_num_threads(1)
-    progress(f"evaluating {checkpoint}")
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, local_files_only=True).eval()
+    progress(f"evaluating {onnx_model or checkpoint}")
+    if onnx_model is not None:
+        model = _OnnxClassifier(onnx_model)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
     train_labels = [r.label for r in data.splits["train"]]
     rows: list[MetricRow] = []
@@ -215,6 +223,29 @@ def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+class _OnnxClassifier:
+    """An exported sentiment graph called like the Hugging Face model `_predict` expects."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def eval(self) -> "_OnnxClassifier":
+        return self
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        from types import SimpleNamespace
+
+        from djserve.specs import sentiment as spec
+
+        ids, mask = spec.SPEC.input_names
+        (logits,) = self.session.run(spec.SPEC.output_names, {ids: input_ids.numpy(), mask: attention_mask.numpy()})
+        return SimpleNamespace(logits=torch.from_numpy(logits))
 
 
 def _seed_everything(seed: int) -> None:
