@@ -115,7 +115,7 @@ def test_dynamic_batching_forms_batches_under_concurrency(triton, name):
     member = "sentiment" if name == "sentiment_pipeline" else name
     with TritonModelClient(triton.grpc_url) as c:
         before = _counts(c.statistics(member))
-        requests = [example_inputs(spec, batch=1, seed=i) for i in range(64)]
+        requests = [distinct(example_inputs(spec, batch=1, seed=i), i) for i in range(64)]
 
         def call(feeds):
             with TritonModelClient(triton.grpc_url) as own:
@@ -128,6 +128,16 @@ def test_dynamic_batching_forms_batches_under_concurrency(triton, name):
     inferences, executions = (a - b for a, b in zip(after, before))
     assert inferences == 64
     assert executions < inferences, f"{member}: {inferences} requests ran in {executions} executions: no batch formed"
+
+
+WORDS = ("house", "techno", "bass", "drop", "crowd", "vibe", "track", "beat", "remix", "dance", "party", "night",
+         "music", "sound", "energy", "love")
+
+
+def distinct(feeds: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Request i's chat message made unique (the response cache would answer a repeat), in one length bucket."""
+    text = f"{CHAT[i % len(CHAT)]} {WORDS[i // len(CHAT) % len(WORDS)]}".encode()
+    return {k: np.array([[text]], dtype=np.object_) if k == "text" else v for k, v in feeds.items()}
 
 
 def _counts(stats: dict) -> tuple[int, int]:
