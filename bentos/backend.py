@@ -109,7 +109,7 @@ class ModelBackend:
 
     async def _call(self, model: str, inputs: Inputs, r: Route) -> dict[str, np.ndarray]:
         """This request's outputs, from a Triton call of its own or joined with concurrent ones."""
-        if self.batcher is None:
+        if self.batcher is None or not specs.get(model).batching.gateway_joins:
             return await self._infer(model, inputs, r)
         return await self.batcher.submit((model, r.version, r.pinned, signature(inputs)), inputs)
 

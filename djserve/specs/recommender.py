@@ -29,7 +29,7 @@ SPEC = ModelSpec(
         TensorSpec("genre_ids", "INT64", (1,), "index into GENRES", value_range=(0, len(GENRES))),
     ),
     outputs=(TensorSpec("score", "FP32", (1,), "predicted affinity in [0,1]"),),
-    batching=Batching(max_batch_size=512, max_queue_delay_us=0),
+    batching=Batching(max_batch_size=512, max_queue_delay_us=0, gateway_joins=False),
     description="Hybrid recommendation: user x battle affinity",
     response_cache=True,  # one user's page views within minutes ask the same
     decisions=__doc__ or "",
