@@ -7,12 +7,14 @@ aiohttp costs less CPU per request.
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
 import json
 from dataclasses import dataclass
 from typing import Callable
 
 import aiohttp
+import numpy as np
 
 from djserve import api
 from loadtest.bench.measure import LoadPoint, closed_loop, paced_streams
@@ -21,7 +23,8 @@ from loadtest.samples import CHAT_LINES, click_wav, known_users
 
 class EndpointPoint(LoadPoint):
     target: str
-    """gateway | naive"""
+    """gateway (Triton's response cache off) | gateway_cache (on) | gateway_unbatched (the gateway's
+    micro-batching off, cache off) | naive"""
     endpoint: str
 
 
@@ -33,10 +36,33 @@ class Endpoint:
     expect: str
     """A key every good answer has."""
     rows: int = 1
+    pool: int = 64
+    """Distinct bodies the load cycles through (built before the clock starts)."""
 
 
 def chat_body(i: int) -> dict:
     return {"text": CHAT_LINES[i % len(CHAT_LINES)], "language": "en"}
+
+
+ZIPF_EXPONENT = 1.0
+ZIPF_MESSAGES = 10_000
+ZIPF_DRAWS = 200_000
+"""A live chat stream: 10,000 distinct messages whose frequencies follow Zipf's law with exponent 1,
+as word frequencies in language do: the most common message ("GG", an emote) is ~10% of the stream,
+the top 20 ~37%, and half the stream is spread over thousands of rare lines. More draws than any load
+point sends, so a repeat is a real repeat of the stream, never the load cycling round."""
+
+
+@functools.cache
+def _zipf_ranks() -> np.ndarray:
+    weights = 1.0 / np.arange(1, ZIPF_MESSAGES + 1) ** ZIPF_EXPONENT
+    return np.random.default_rng(0).choice(ZIPF_MESSAGES, size=ZIPF_DRAWS, p=weights / weights.sum())
+
+
+def zipf_chat_body(i: int) -> dict:
+    rank = int(_zipf_ranks()[i % ZIPF_DRAWS])
+    line = CHAT_LINES[rank % len(CHAT_LINES)]
+    return {"text": line if rank < len(CHAT_LINES) else f"{line} #{rank // len(CHAT_LINES)}", "language": "en"}
 
 
 def chat_batch_body(i: int) -> dict:
@@ -56,6 +82,7 @@ ENDPOINTS = {
     e.name: e
     for e in (
         Endpoint("sentiment", api.SENTIMENT_ROUTE, chat_body, "sentiment"),
+        Endpoint("sentiment_zipf", api.SENTIMENT_ROUTE, zipf_chat_body, "sentiment", pool=ZIPF_DRAWS),
         Endpoint("sentiment_batch", api.SENTIMENT_BATCH_ROUTE, chat_batch_body, "results", rows=8),
         Endpoint("recommendations", api.RECOMMENDATIONS_ROUTE, recommend_body, "recommendations"),
         Endpoint("live_beats", api.LIVE_BEATS_ROUTE, live_body, "beatProbability"),
@@ -85,7 +112,7 @@ def _session(concurrency: int) -> aiohttp.ClientSession:
 
 async def measure_endpoint(base_url: str, target: str, e: Endpoint, concurrencies: list[int], seconds: float, warmup_s: float) -> list[EndpointPoint]:
     points = []
-    bodies = [e.body(i) for i in range(64)]  # built before the clock starts
+    bodies = [e.body(i) for i in range(e.pool)]  # built before the clock starts
     for c in concurrencies:
         async with _session(c) as session:
             cycle = itertools.cycle(bodies)

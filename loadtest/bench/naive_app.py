@@ -1,4 +1,4 @@
-"""The naive baseline: how the design documents serve models (S0:533-556, S2:211-229).
+"""The naive baseline: how the design documents serve models.
 
 One FastAPI process; each endpoint tokenises or gathers its inputs and calls the PyTorch model
 eagerly inside the request (`async def` with blocking work, so one request at a time), with no

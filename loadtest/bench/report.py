@@ -15,7 +15,8 @@ from loadtest.bench.triton_direct import TritonPoint
 from loadtest.bench.workloads import WORKLOADS
 
 #: gateway endpoint -> the Triton workload it sends (for the gateway's own overhead).
-GATEWAY_TO_TRITON = {"sentiment": "sentiment", "sentiment_batch": "sentiment_x8", "recommendations": "recommender"}
+GATEWAY_TO_TRITON = {"sentiment": "sentiment", "sentiment_batch": "sentiment_x8", "recommendations": "recommender",
+                     "sentiment_zipf": "sentiment"}
 
 
 class Check(BaseModel):
@@ -46,7 +47,7 @@ class BenchReport(BaseModel):
         return [p for p in self.triton if p.workload == workload and p.batching == batching]
 
     def endpoint_points(self, target: str, endpoint: str) -> list[EndpointPoint]:
-        return [p for p in (self.gateway if target == "gateway" else self.naive) if p.endpoint == endpoint]
+        return [p for p in (*self.gateway, *self.naive) if p.target == target and p.endpoint == endpoint]
 
     # --- ratios -------------------------------------------------------------------------------
 
@@ -64,16 +65,26 @@ class BenchReport(BaseModel):
         top_on, top_off = max(on, key=lambda p: p.concurrency), max(off, key=lambda p: p.concurrency)
         return round(top_on.items_per_s / max(top_off.items_per_s, 1e-9), 3)
 
-    def stack_over_naive(self, endpoint: str) -> float | None:
+    def stack_over_naive(self, endpoint: str, target: str = "gateway") -> float | None:
         """Best, over the concurrencies both were measured at, of stack / naive throughput where the
         stack's p95 is no worse than the naive service's at the same concurrency (0 if never)."""
         naive = {p.concurrency: p for p in self.endpoint_points("naive", endpoint)}
-        stack = {p.concurrency: p for p in self.endpoint_points("gateway", endpoint)}
+        stack = {p.concurrency: p for p in self.endpoint_points(target, endpoint)}
         common = sorted(set(naive) & set(stack))
         if not common:
             return None
         ratios = [stack[c].throughput / max(naive[c].throughput, 1e-9) for c in common if stack[c].p95_ms <= naive[c].p95_ms]
         return round(max(ratios, default=0.0), 3)
+
+    def gain(self, endpoint: str, target: str, baseline: str) -> float | None:
+        """target / baseline throughput on an endpoint at the top concurrency both were measured at."""
+        a = {p.concurrency: p for p in self.endpoint_points(target, endpoint)}
+        b = {p.concurrency: p for p in self.endpoint_points(baseline, endpoint)}
+        common = set(a) & set(b)
+        if not common:
+            return None
+        top = max(common)
+        return round(a[top].throughput / max(b[top].throughput, 1e-9), 3)
 
     def gateway_overhead_ms(self, endpoint: str) -> float | None:
         g = [p for p in self.endpoint_points("gateway", endpoint) if p.concurrency == 1]
@@ -88,6 +99,11 @@ class BenchReport(BaseModel):
         for e in sorted({p.endpoint for p in self.gateway if p.endpoint in GATEWAY_TO_TRITON}):
             r[f"stack_over_naive.{e}"] = self.stack_over_naive(e)
             r[f"gateway_overhead_ms.{e}"] = self.gateway_overhead_ms(e)
+        for e in sorted({p.endpoint for p in self.gateway if p.target == "gateway_unbatched"}):
+            r[f"micro_batching_on_over_off.{e}"] = self.gain(e, "gateway", "gateway_unbatched")
+        for e in sorted({p.endpoint for p in self.gateway if p.target == "gateway_cache"}):
+            r[f"cache_on_over_off.{e}"] = self.gain(e, "gateway_cache", "gateway")
+            r[f"stack_with_cache_over_naive.{e}"] = self.stack_over_naive(e, "gateway_cache")
         r["judge_e2e_over_parts"] = round(self.judge_e2e.p50_ms / self.judge_parts.sum_ms, 3)
         for p in self.live:
             r[f"live_rtf_p95.{p.concurrency}_streams"] = round(p.p95_ms / 1000, 4)

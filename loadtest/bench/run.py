@@ -1,6 +1,8 @@
 """One benchmark run, in an order that keeps each measurement alone on the cores:
 in-process limits and the judge's parts, then the naive baseline, then Triton (batching off and on),
-then the gateway in front of that Triton, then a cold `djserve serve` start."""
+then the gateway in front of that Triton (Triton's response cache off), a second gateway without
+micro-batching, the gateway again with the cache on (a Zipf chat stream), then a cold
+`djserve serve` start."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from djserve.gateway import GatewayServer
 from djserve.repository.layout import ModelRepository
+from djserve.specs import EXPORTED
+from djserve.stack import gateway_environment as stack_gateway_env
 from loadtest.bench import http_load, judge_inprocess, limit, startup, triton_direct
 from loadtest.bench.http_load import ENDPOINTS
 from loadtest.bench.report import BenchReport, machine
@@ -19,6 +24,7 @@ from loadtest.bench.workloads import WORKLOADS
 from loadtest.samples import click_wav
 
 Step = Callable[[str], None]
+CACHED_MODELS = [name for name, spec in EXPORTED.items() if spec.response_cache]
 
 
 def _model_file(repository: Path, model: str) -> Path:
@@ -61,7 +67,7 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
             triton_points = []
             for model in dict.fromkeys(w.model for w in workloads):
                 for batching in ("off", "on"):
-                    triton_direct.set_batching(triton.http_url, model, batching, triton.settings.admin_headers())
+                    triton_direct.reload_model(triton.http_url, model, batching, cache=False, headers=triton.settings.admin_headers())
                     for w in (w for w in workloads if w.model == model):
                         step(f"Triton: {w.name}, batching {batching}")
                         triton_points += asyncio.run(
@@ -69,9 +75,26 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
                         )
             gw = stack.gateway
             gateway_points = []
-            for name in cfg.gateway_endpoints:
-                step(f"gateway: {name}")
-                gateway_points += asyncio.run(http_load.measure_endpoint(gw.url, "gateway", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+
+            def measure(url: str, target: str, names: list[str]) -> None:
+                for name in names:
+                    step(f"{target}: {name}")
+                    gateway_points.extend(asyncio.run(
+                        http_load.measure_endpoint(url, target, ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s)))
+
+            def cache(on: bool) -> None:  # Triton's response cache of every model whose spec enables it
+                for model in CACHED_MODELS:
+                    triton_direct.reload_model(triton.http_url, model, "on", cache=on, headers=triton.settings.admin_headers())
+
+            cache(False)
+            measure(gw.url, "gateway", cfg.gateway_endpoints)
+            if cfg.unbatched_endpoints:
+                step("a second gateway without micro-batching: starting")
+                env = stack_gateway_env(repository, Path(tmp)) | {"DJSERVE_GATEWAY_MICRO_BATCHING": "false"}
+                with GatewayServer(triton.grpc_url, out / "gateway-unbatched.log", port=free_port(), env=env) as unbatched:
+                    measure(unbatched.url, "gateway_unbatched", cfg.unbatched_endpoints)
+            cache(True)
+            measure(gw.url, "gateway_cache", cfg.cached_endpoints)
             step(f"gateway: judge, {cfg.judge_clip_seconds:g} s clip")
             judge_e2e = asyncio.run(http_load.measure_judge(gw.url, "gateway", clip, 1, cfg.judge_seconds, cfg.warmup_s))
             live = []

@@ -20,7 +20,12 @@ class BenchSettings(BaseSettings):
     limit_seconds: float = Field(1.0, gt=0)
     """Seconds per batch size of the in-process limit."""
     workloads: list[str] = list(WORKLOADS)
-    gateway_endpoints: list[str] = ["sentiment", "sentiment_batch", "recommendations"]
+    gateway_endpoints: list[str] = ["sentiment", "sentiment_batch", "recommendations", "sentiment_zipf"]
+    """Measured on the naive service and the gateway (Triton's response cache off), then
+    `cached_endpoints` again with the cache on, `unbatched_endpoints` on a second gateway without
+    micro-batching."""
+    cached_endpoints: list[str] = ["sentiment_zipf"]
+    unbatched_endpoints: list[str] = ["sentiment", "recommendations"]
     judge_clip_seconds: float = Field(30.0, gt=2)
     judge_seconds: float = Field(20.0, gt=0)
     live_streams: list[int] = [1, 4, 8, 16]

@@ -1,8 +1,9 @@
 """Triton over gRPC, dynamic batching on and off, at each concurrency, with the batches it formed.
 
 Batching is switched by reloading the model with a config override (explicit model control): the
-same ONNX file and instance count, only `dynamic_batching` present or absent. The average batch,
-queue and compute times come from Triton's own statistics over the load point.
+same ONNX file and instance count, only `dynamic_batching` present or absent. The response cache is
+off for these points (their requests cycle through a few prebuilt ones: every repeat would be a hit).
+The average batch, queue and compute times come from Triton's own statistics over the load point.
 """
 
 from __future__ import annotations
@@ -34,18 +35,23 @@ class TritonPoint(LoadPoint):
     """Mean per request: time queued for a batch, and the model's compute (input+infer+output)."""
 
 
-def batching_config(model: str, batching: Batching) -> str:
+def model_config(model: str, batching: Batching = "on", cache: bool = False) -> str:
+    """The spec's config with dynamic batching on or off and the response cache (where the spec has
+    one) on or off."""
     cfg = build_config(specs.get(model))
     if batching == "off":
         cfg.ClearField("dynamic_batching")
+    if not cache:
+        cfg.ClearField("response_cache")
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
-def set_batching(http_url: str, model: str, batching: Batching, headers: dict[str, str] | None = None) -> None:
-    """Reload `model` with batching on or off; `headers` carry the admin key of a restricted Triton."""
+def reload_model(http_url: str, model: str, batching: Batching = "on", cache: bool = False,
+                 headers: dict[str, str] | None = None) -> None:
+    """Reload `model` with that config; `headers` carry the admin key of a restricted Triton."""
     client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=120)
     try:
-        client.load_model(model, config=batching_config(model, batching), headers=headers)
+        client.load_model(model, config=model_config(model, batching, cache), headers=headers)
     finally:
         client.close()
 

@@ -32,9 +32,13 @@ def test_smoke_run_writes_every_figure(exported_repository, tmp_path):
     # batching off really is off: Triton never formed a batch larger than one request
     assert all(p.avg_batch == WORKLOADS[p.workload].rows for p in report.triton if p.batching == "off")
     # 3 and 4. the gateway and the naive baseline on the same endpoints and concurrencies
-    for target in ("gateway", "naive"):
-        got = {(p.endpoint, p.concurrency) for p in (report.gateway if target == "gateway" else report.naive)}
-        assert got == {(e, c) for e in cfg.gateway_endpoints for c in cfg.concurrencies}
+    endpoints = {"gateway": cfg.gateway_endpoints, "naive": cfg.gateway_endpoints,
+                 "gateway_unbatched": cfg.unbatched_endpoints, "gateway_cache": cfg.cached_endpoints}
+    for target, names in endpoints.items():
+        got = {(p.endpoint, p.concurrency) for p in (*report.gateway, *report.naive) if p.target == target}
+        assert got == {(e, c) for e in names for c in cfg.concurrencies}, target
+    assert {"micro_batching_on_over_off.sentiment", "cache_on_over_off.sentiment_zipf",
+            "stack_with_cache_over_naive.sentiment_zipf"} <= set(report.ratios)
     assert report.judge_e2e.requests >= 1 and report.judge_parts.windows == 2  # 30 s: one full window + the rest
     assert [p.concurrency for p in report.live] == cfg.live_streams
     assert report.startup is not None and report.startup.models_ready == len(list(exported_repository.glob("*/config.pbtxt")))
