@@ -660,9 +660,9 @@ def stage_seconds(model_type: str) -> dict[str, tuple[float, float]]:
 
 
 def test_each_prediction_is_timed_by_stage(make, clicks):
-    """A 40 ms Triton shows in the inference stage of every use case (once per request, however many
-    models a judge window calls at once), and the stages account for the whole."""
-    delay = 0.04
+    """A 200 ms Triton shows in the inference stage of every use case (once per request, however many
+    models a judge window calls at once: not 600 ms), and the stages account for the whole."""
+    delay = 0.2
     gw, client = make(SlowTriton(delay))
     calls = {
         "sentiment": lambda: sentiment(client),
@@ -678,11 +678,11 @@ def test_each_prediction_is_timed_by_stage(make, clicks):
         count = {s: after[s][0] - before[s][0] for s in after}
         took = {s: after[s][1] - before[s][1] for s in after}
         assert count == {"total": 1, "preprocess": 1, "inference": 1, "postprocess": 1}, (model_type, count)
-        # the judge's 6 s set is one window: its three models run concurrently, so ~one delay, not three
-        assert delay <= took["inference"] < 2.5 * delay, (model_type, took)
+        # the judge's 6 s set is one window: its three models run concurrently, so one delay, not three
+        assert delay <= took["inference"] < 2 * delay, (model_type, took)
         parts = [took[s] for s in ("preprocess", "inference", "postprocess")]
         if model_type == "judge":  # pipelined: the next window's features (and tempo) overlap the scoring
-            assert max(parts) <= took["total"] and sum(parts) > took["total"] - 0.01, (model_type, took)
+            assert max(parts) <= took["total"] and sum(parts) >= 0.5 * took["total"], (model_type, took)
         else:  # one after the other
             assert sum(parts) <= took["total"] + 1e-3, (model_type, took)
 
