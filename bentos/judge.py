@@ -91,25 +91,21 @@ async def score_set(
     with track("judge", routes["judge"].version, genre):
         bpm, beats = await _score_windows(backend, routes, source.windows(), tokens, totals)
         with stage("postprocess"):
-            return _sheet(battle_id, genre, source, routes, totals, bpm, beats, start)
-
-
-def _sheet(battle_id, genre, source, routes, totals: _Totals, bpm: float, beats: list[float], start: float) -> ScoreSheet:
-    components = totals.mean("component_scores")
-    overall = float(np.dot(components, weights_for(genre)))
-    return ScoreSheet(
-        battle_id=battle_id,
-        genre=genre,
-        genre_known=genre in GENRE_WEIGHTS,
-        overall_score=overall,
-        components=_named(judge.SPEC, "component_scores", components),
-        technical=_named(technical.SPEC, "technical_scores", totals.mean("technical_scores")),
-        creative=_named(creative.SPEC, "creative_scores", totals.mean("creative_scores")),
-        tempo=TempoInfo(bpm=round(bpm, 2), beats=[round(b, 3) for b in beats]),
-        audio=AudioInfo(duration_seconds=round(source.duration_s, 3), sample_rate=SAMPLE_RATE, windows=totals.windows),
-        model_versions={name: r.version for name, r in routes.items()},
-        processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
-    )
+            components = totals.mean("component_scores")
+            overall = float(np.dot(components, weights_for(genre)))
+            return ScoreSheet(
+                battle_id=battle_id,
+                genre=genre,
+                genre_known=genre in GENRE_WEIGHTS,
+                overall_score=overall,
+                components=_named(judge.SPEC, "component_scores", components),
+                technical=_named(technical.SPEC, "technical_scores", totals.mean("technical_scores")),
+                creative=_named(creative.SPEC, "creative_scores", totals.mean("creative_scores")),
+                tempo=TempoInfo(bpm=round(bpm, 2), beats=[round(b, 3) for b in beats]),
+                audio=AudioInfo(duration_seconds=round(source.duration_s, 3), sample_rate=SAMPLE_RATE, windows=totals.windows),
+                model_versions={name: r.version for name, r in routes.items()},
+                processing_time_ms=round((time.perf_counter() - start) * 1000, 1),
+            )
 
 
 async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> tuple[float, list[float]]:
@@ -121,7 +117,7 @@ async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> t
         for group in _same_length(batch):
             await _score_group(backend, routes, group, tokens, totals)
 
-    features = asyncio.ensure_future(_featurise(windows))
+    features = asyncio.ensure_future(_timed_thread(_next_batch, windows))
     scoring: asyncio.Future | None = None
     try:
         while batch := await features:
@@ -129,7 +125,7 @@ async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> t
             if scoring is not None:
                 await scoring
             scoring = asyncio.ensure_future(score(batch))
-            features = asyncio.ensure_future(_featurise(windows))
+            features = asyncio.ensure_future(_timed_thread(_next_batch, windows))
         tempo = _timed_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
         (bpm, beats), _ = await asyncio.gather(tempo, scoring or asyncio.sleep(0))
         return bpm, beats
@@ -143,10 +139,6 @@ async def _timed_thread(fn, *args):
     """Decoding, features and tempo: the "preprocess" stage of the prediction, in a thread."""
     with stage("preprocess"):
         return await asyncio.to_thread(fn, *args)
-
-
-def _featurise(windows):
-    return _timed_thread(_next_batch, windows)
 
 
 def _next_batch(windows) -> list[audio.Window]:
