@@ -100,9 +100,10 @@ def test_an_exported_graph_is_scored_like_its_checkpoint_and_int8_close_to_it(fi
     assert int8_file.stat().st_size < 0.5 * (result.path / "model.onnx").stat().st_size
 
 
-def test_export_quantize_int8_writes_an_accepted_version_or_refuses(fitted, tmp_path, monkeypatch):
+def test_export_quantize_int8_writes_an_accepted_version(fitted, tmp_path, monkeypatch):
     """`djserve export sentiment --quantize int8`: the FP32 and INT8 graphs scored on the quick
-    profile's held-out chat (training's evaluation, in its own process), the figures in the metadata."""
+    profile's held-out chat (training's evaluation, in its own process), accepted, the figures in the
+    metadata. (A refusal writing nothing is tested in tests/mlops/test_quantize.py.)"""
     import json
 
     from typer.testing import CliRunner
@@ -115,10 +116,9 @@ def test_export_quantize_int8_writes_an_accepted_version_or_refuses(fitted, tmp_
     repo = copy_committed_repository(tmp_path / "repo")
     args = ["export", "sentiment", "--checkpoint", str(ckpt), "--quantize", "int8", "--profile", "quick", "--repository", str(repo)]
     run = CliRunner().invoke(app, args)
-    meta_path = repo / "sentiment" / "1" / "metadata.json"
-    if run.exit_code == 0:
-        q = json.loads(meta_path.read_text())["extra"]["quantization"]
-        assert q["headline"] == "heldout.accuracy" and q["loss"] <= q["max_loss"] == 0.01, q
-        assert "INT8: held-out heldout.accuracy" in run.output and (repo / "sentiment" / "1" / "tokenizer").is_dir()
-    else:  # a refusal is an answer too, as long as it says why and writes nothing
-        assert "INT8 refused" in run.output and not meta_path.exists(), run.output
+    # measured here: held-out accuracy 0.7949 for both graphs (the quick model; INT8 loses nothing)
+    assert run.exit_code == 0, run.output
+    q = json.loads((repo / "sentiment" / "1" / "metadata.json").read_text())["extra"]["quantization"]
+    assert q["headline"] == "heldout.accuracy" and q["loss"] <= q["max_loss"] == 0.01 and q["int8"] > 0.6, q
+    assert q["int8_bytes"] < 0.6 * q["fp32_bytes"] and (repo / "sentiment" / "1" / "tokenizer").is_dir()
+    assert "INT8: held-out heldout.accuracy" in run.output
