@@ -5,7 +5,8 @@ Retry-After); a pinned version that does not exist -> 404. The gRPC channel reco
 backoff so the gateway recovers by itself within about a second of Triton coming back.
 
 Concurrent calls for one model version are joined into one Triton call (bentos.batching); each
-request is still observed, timed and mirrored on its own.
+request is still observed, timed and mirrored on its own. In front of that, rows already answered
+(repeated chat messages) come from a per-row cache (bentos.row_cache) and only the others are sent.
 
 A route with a shadow version is mirrored to it (bentos.shadow) once the stable version has answered;
 drills can inject delays and failures into one version (GatewaySettings.fault_injection).
@@ -26,6 +27,7 @@ from bentos.errors import GatewayError, TritonUnavailable
 from bentos.metrics import stage
 from bentos.monitoring import PredictionMonitor, summarize
 from bentos.replicas import ReplicaPool
+from bentos.row_cache import RowCache, serves
 from bentos.settings import FaultSpec, GatewaySettings
 from bentos.shadow import ShadowMirror
 from djserve import specs
@@ -67,6 +69,8 @@ class ModelBackend:
             max_in_flight=settings.micro_batch_in_flight, isolate=_model_failure, metric_name=lambda key: key[0],
         ) if settings.micro_batching else None
         """Joins concurrent calls for one model version (bentos.batching); None: one call per request."""
+        self.row_cache = RowCache(settings.row_cache_entries) if settings.row_cache_entries else None
+        """Answers of single rows (bentos.row_cache), for the models it serves; None: off."""
         self.faults: dict[str, FaultSpec] = dict(settings.fault_injection)
         self.random = random.Random()
         """Draws the injected faults (tests seed it)."""
@@ -108,10 +112,17 @@ class ModelBackend:
         return out
 
     async def _call(self, model: str, inputs: Inputs, r: Route) -> dict[str, np.ndarray]:
-        """This request's outputs, from a Triton call of its own or joined with concurrent ones."""
-        if self.batcher is None or not specs.get(model).batching.gateway_joins:
-            return await self._infer(model, inputs, r)
-        return await self.batcher.submit((model, r.version, r.pinned, signature(inputs)), inputs)
+        """This request's outputs: rows answered before from the row cache, the others from Triton."""
+        spec = specs.get(model)
+        if self.row_cache is None or not serves(spec):
+            return await self._send(spec, inputs, r)
+        return await self.row_cache.answer(spec, r.version, inputs, lambda rows: self._send(spec, rows, r))
+
+    async def _send(self, spec: specs.ModelSpec, inputs: Inputs, r: Route) -> dict[str, np.ndarray]:
+        """Outputs from a Triton call of this request's own or joined with concurrent ones."""
+        if self.batcher is None or not spec.batching.gateway_joins:
+            return await self._infer(spec.name, inputs, r)
+        return await self.batcher.submit((spec.name, r.version, r.pinned, signature(inputs)), inputs)
 
     async def _joined(self, key: tuple, inputs: Inputs) -> dict[str, np.ndarray]:
         model, version, pinned, _ = key

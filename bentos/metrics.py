@@ -131,6 +131,16 @@ def shadow_metrics():
 
 
 @functools.cache
+def row_cache_rows():
+    """ai_gateway_row_cache_total{model,outcome}: request rows the gateway's row cache answered
+    (outcome hit) or sent on to Triton (miss), bentos.row_cache."""
+    import prometheus_client as prom
+
+    return prom.Counter("ai_gateway_row_cache_total", "Request rows answered by the gateway's row cache, by outcome",
+                        ("model", "outcome"))
+
+
+@functools.cache
 def prediction_log_errors():
     """ai_prediction_log_errors_total{log}: records the prediction/feedback log failed to write."""
     import prometheus_client as prom

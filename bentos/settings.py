@@ -77,6 +77,13 @@ class GatewaySettings(BaseSettings):
     """Joined calls in flight per model version and input shape; calls arriving meanwhile gather
     into the next one. Nothing waits while fewer are in flight, so light load pays no latency."""
 
+    # Row cache (bentos.row_cache): answers of single rows, in front of the micro-batching.
+    row_cache_entries: int = Field(10_000, ge=0)
+    """Rows (chat messages) whose answers the gateway keeps per worker, least recently used first out,
+    for models whose spec has response_cache and gateway_joins (bentos.row_cache): a repeated message
+    is answered without Triton, however its request was joined. ~0.8 KB a sentiment row (8 MB at the
+    default). 0 turns it off."""
+
     # Admission control of the heavy uploads (bentos.admission): beyond it, 429 with Retry-After.
     judge_max_concurrent: int = Field(2, ge=1)
     """Sets a gateway worker decodes and scores at once (a battle counts two): each takes most of a core

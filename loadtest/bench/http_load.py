@@ -23,8 +23,8 @@ from loadtest.samples import CHAT_LINES, click_wav, known_users
 
 class EndpointPoint(LoadPoint):
     target: str
-    """gateway (Triton's response cache off) | gateway_cache (on) | gateway_unbatched (the gateway's
-    micro-batching off, cache off) | naive"""
+    """gateway (Triton's response cache and the gateway's row cache off) | gateway_cache (both on) |
+    gateway_unbatched (the gateway's micro-batching off, caches off) | naive"""
     endpoint: str
 
 

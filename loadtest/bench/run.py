@@ -1,8 +1,9 @@
 """One benchmark run, in an order that keeps each measurement alone on the cores:
 in-process limits and the judge's parts, then the naive baseline, then Triton (batching off and on),
-then the gateway in front of that Triton (Triton's response cache off), a second gateway without
-micro-batching, the gateway again with the cache on (a Zipf chat stream), then a cold
-`djserve serve` start."""
+then the gateway in front of that Triton with the caches off (Triton's response cache, and the
+gateway's row cache: the stack's gateway runs without it), a second gateway without micro-batching
+(caches off too), then the caches on (a Zipf chat stream: Triton reloaded with its response cache, and
+a third gateway with its row cache at the default), then a cold `djserve serve` start."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from bentos.settings import GatewaySettings
 from djserve.gateway import GatewayServer
 from djserve.repository.layout import ModelRepository
 from djserve.specs import EXPORTED
@@ -25,6 +27,8 @@ from loadtest.samples import click_wav
 
 Step = Callable[[str], None]
 CACHED_MODELS = [name for name, spec in EXPORTED.items() if spec.response_cache]
+ROW_CACHE_OFF = {f"{GatewaySettings.model_config['env_prefix']}ROW_CACHE_ENTRIES": "0"}
+"""The gateway's row cache (bentos.row_cache) off: the "cache off" figures must reach Triton."""
 
 
 def _model_file(repository: Path, model: str) -> Path:
@@ -62,7 +66,7 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
     with tempfile.TemporaryDirectory(prefix="djserve-bench-") as tmp:
         # Triton and the gateway start together (the gateway idles while Triton is measured alone).
         step("Triton and the gateway: starting")
-        with Stack.local(repository, Path(tmp), log_dir=out, log=step) as stack:
+        with Stack.local(repository, Path(tmp), gateway_env=ROW_CACHE_OFF, log_dir=out, log=step) as stack:
             triton = stack.tritons[0]
             triton_points = []
             for model in dict.fromkeys(w.model for w in workloads):
@@ -90,11 +94,15 @@ def run_bench(repository: Path, out: Path, cfg: BenchSettings, step: Step) -> Be
             measure(gw.url, "gateway", cfg.gateway_endpoints)
             if cfg.unbatched_endpoints:
                 step("a second gateway without micro-batching: starting")
-                env = stack_gateway_env(repository, Path(tmp)) | {"DJSERVE_GATEWAY_MICRO_BATCHING": "false"}
+                env = stack_gateway_env(repository, Path(tmp)) | ROW_CACHE_OFF | {"DJSERVE_GATEWAY_MICRO_BATCHING": "false"}
                 with GatewayServer(triton.grpc_url, out / "gateway-unbatched.log", port=free_port(), env=env) as unbatched:
                     measure(unbatched.url, "gateway_unbatched", cfg.unbatched_endpoints)
-            cache(True)
-            measure(gw.url, "gateway_cache", cfg.cached_endpoints)
+            if cfg.cached_endpoints:
+                cache(True)
+                step("a gateway with its row cache: starting")
+                env = stack_gateway_env(repository, Path(tmp))
+                with GatewayServer(triton.grpc_url, out / "gateway-cache.log", port=free_port(), env=env) as cached:
+                    measure(cached.url, "gateway_cache", cfg.cached_endpoints)
             step(f"gateway: judge, {cfg.judge_clip_seconds:g} s clip")
             judge_e2e = asyncio.run(http_load.measure_judge(gw.url, "gateway", clip, 1, cfg.judge_seconds, cfg.warmup_s))
             live = []

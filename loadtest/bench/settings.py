@@ -21,9 +21,9 @@ class BenchSettings(BaseSettings):
     """Seconds per batch size of the in-process limit."""
     workloads: list[str] = list(WORKLOADS)
     gateway_endpoints: list[str] = ["sentiment", "sentiment_batch", "recommendations", "sentiment_zipf"]
-    """Measured on the naive service and the gateway (Triton's response cache off), then
-    `cached_endpoints` again with the cache on, `unbatched_endpoints` on a second gateway without
-    micro-batching."""
+    """Measured on the naive service and the gateway (Triton's response cache and the gateway's row
+    cache off), then `cached_endpoints` again with both on, `unbatched_endpoints` on a second gateway
+    without micro-batching."""
     cached_endpoints: list[str] = ["sentiment_zipf"]
     unbatched_endpoints: list[str] = ["sentiment", "recommendations"]
     judge_clip_seconds: float = Field(30.0, gt=2)

@@ -350,7 +350,8 @@ def test_shadow_mirrors_sentiment_without_touching_the_answers(make):
     sh = stats.shadow
     assert (sh.stable, sh.shadow, sh.mirrored_total, sh.pairs, sh.errors_total, sh.agreement) == (1, 2, 5, 5, 0, 1.0)
     assert sh.diff_mean == 0.0 and set(stats.versions) == {"1"}
-    assert sorted(fake.versions_called("sentiment")) == [1] * 5 + [2] * 5
+    # the digits are one unknown token: v1 answers once, then from the row cache; the shadow still gets all 5
+    assert sorted(fake.versions_called("sentiment")) == [1] + [2] * 5
 
 
 def test_a_shadow_with_its_own_tokenizer_gets_its_own_tokens(make):
@@ -752,7 +753,7 @@ def test_concurrent_chat_messages_share_triton_calls_and_each_gets_its_own_answe
     from concurrent.futures import ThreadPoolExecutor
 
     fake = SlowTriton(0.02)
-    gw, client = make(fake, micro_batching=batching)
+    gw, client = make(fake, micro_batching=batching, row_cache_entries=0)  # repeats must reach Triton here
     texts = [" ".join(WORDS[i % len(WORDS)] for i in range(k, k + 3)) for k in range(16)]  # one bucket, 16 messages
     alone = {t: sentiment(client, t).json()["sentiment"] for t in texts}
     fake.calls.clear()
