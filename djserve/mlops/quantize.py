@@ -64,6 +64,7 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
     # quantizer's own shape inference then contradicts: quantize the graph without them.
     graph = onnx.load(str(fp32))  # with its external weights file, if it has one
     del graph.graph.value_info[:]
+    out.parent.mkdir(parents=True, exist_ok=True)
     plain = out.with_name(out.stem + ".plain.onnx")
     weights = plain.with_name(plain.name + ".data")
     large = (fp32.parent / WEIGHTS_FILE).exists()

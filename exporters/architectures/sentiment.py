@@ -136,3 +136,23 @@ def build_reference_checkpoint(target: Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(target)
     model.save_pretrained(target)
     return target
+
+
+XLMR_VOCAB_SIZE = 250_002
+#: The published XLM-R encoder sizes (hidden, layers, heads, feed-forward): what production serves.
+PRODUCTION_SIZES = {
+    "base": dict(hidden_size=768, layers=12, heads=12, intermediate_size=3072),  # 278M parameters
+    "large": dict(hidden_size=1024, layers=24, heads=16, intermediate_size=4096),  # 560M: over 2 GiB as FP32
+}
+
+
+def build_production_checkpoint(target: Path, size: str, seed: int = 0) -> Path:
+    """An xlm-roberta-`size` classifier with seeded random weights (nothing downloaded), as a local HF
+    directory: the production architecture's compute and file size, for benchmarks and the large-model
+    export path. Its predictions mean nothing; the reference tokenizer feeds it valid ids."""
+    tokenizer = build_tokenizer()
+    model = build_model(XLMR_VOCAB_SIZE, seed, **PRODUCTION_SIZES[size])
+    target.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(target)
+    model.save_pretrained(target)
+    return target

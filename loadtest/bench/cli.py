@@ -19,6 +19,9 @@ def bench(
     concurrencies: Annotated[Optional[str], typer.Option(help="e.g. 1,4,16")] = None,
     no_startup: Annotated[bool, typer.Option("--no-startup", help="skip the cold `djserve serve` start")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="exit 2 when a target is missed")] = False,
+    profile: Annotated[str, typer.Option(help="reference: the exported models as they are; production: chat sentiment "
+                                              "at XLM-R size (random weights) against the same naive baseline")] = "reference",
+    size: Annotated[str, typer.Option(help="production profile: base (278M parameters) or large (560M)")] = "base",
 ) -> None:
     """Measure the in-process limit, Triton (batching on/off), the gateway and a naive baseline in one run."""
     from djserve.settings import settings
@@ -26,6 +29,10 @@ def bench(
     from loadtest.bench.run import run_bench
     from loadtest.bench.settings import BenchSettings, default_out_dir
 
+    if profile == "production":
+        return _production(repository, out, smoke, seconds, concurrencies, size)
+    if profile != "reference":
+        raise typer.BadParameter(f"unknown profile {profile!r}: reference or production", param_hint="--profile")
     cfg = BenchSettings.smoke() if smoke else BenchSettings()
     if seconds is not None:
         cfg.seconds = seconds
@@ -45,3 +52,27 @@ def bench(
     if strict and missed:
         console.print("[red]missed:[/] " + "; ".join(missed))
         raise typer.Exit(2)
+
+
+def _production(repository: Optional[Path], out: Optional[Path], smoke: bool, seconds: Optional[float],
+                concurrencies: Optional[str], size: str) -> None:
+    from djserve.settings import settings
+    from exporters.architectures.sentiment import PRODUCTION_SIZES
+    from loadtest.bench.production import ProductionSettings, print_production, run_production
+    from loadtest.bench.settings import default_out_dir
+
+    if size not in PRODUCTION_SIZES:
+        raise typer.BadParameter(f"unknown size {size!r}: {', '.join(PRODUCTION_SIZES)}", param_hint="--size")
+    cfg = ProductionSettings.smoke() if smoke else ProductionSettings(size=size)
+    if seconds is not None:
+        cfg.seconds = seconds
+    if concurrencies:
+        cfg.concurrencies = [int(c) for c in concurrencies.split(",")]
+    project = settings()
+    out = out or default_out_dir(project.state_dir)
+    with console.status("production-size benchmark") as status:
+        report = run_production((repository or project.repository).resolve(), out, cfg,
+                                lambda text: status.update(f"production-size benchmark: {text}"))
+    (out / "production.json").write_text(report.model_dump_json(indent=2))
+    print_production(report, console)
+    console.print(f"written: {out / 'production.json'}")

@@ -12,8 +12,8 @@ from djserve.settings import PROJECT_ROOT
 
 
 class NaiveServer(ManagedServer):
-    def __init__(self, port: int, log_file: Path, seed: int = 0):
-        self.port, self.seed = port, seed
+    def __init__(self, port: int, log_file: Path, seed: int = 0, sentiment_checkpoint: Path | None = None):
+        self.port, self.seed, self.sentiment_checkpoint = port, seed, sentiment_checkpoint
         self.child = ChildProcess("naive baseline", log_file)
 
     @property
@@ -23,7 +23,10 @@ class NaiveServer(ManagedServer):
     def start(self) -> "NaiveServer":
         argv = [sys.executable, "-m", "uvicorn", "loadtest.bench.naive_app:app", "--host", "127.0.0.1",
                 "--port", str(self.port), "--workers", "1", "--log-level", "warning"]
-        self.child.start(argv, env={**os.environ, "DJSERVE_NAIVE_SEED": str(self.seed)}, cwd=PROJECT_ROOT)
+        env = {**os.environ, "DJSERVE_NAIVE_SEED": str(self.seed)}
+        if self.sentiment_checkpoint:
+            env["DJSERVE_NAIVE_SENTIMENT_CHECKPOINT"] = str(self.sentiment_checkpoint)
+        self.child.start(argv, env=env, cwd=PROJECT_ROOT)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -11,6 +11,7 @@ and seeded reference weights as the exported models, so the benchmark compares s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,9 +27,11 @@ from exporters.sources import load_source
 from djserve.specs import get
 
 SEED = int(os.environ.get("DJSERVE_NAIVE_SEED", "0"))
+SENTIMENT_CHECKPOINT = os.environ.get("DJSERVE_NAIVE_SENTIMENT_CHECKPOINT")
+"""An HF directory to serve instead of the seeded reference (the production-size profile's)."""
 
 app = FastAPI(title="naive baseline")
-_checkpoint, _tmp = reference_checkpoint(SEED)
+_checkpoint, _tmp = (Path(SENTIMENT_CHECKPOINT), None) if SENTIMENT_CHECKPOINT else reference_checkpoint(SEED)
 sentiment = load_hf(get("sentiment"), _checkpoint)
 recommender = load_source("recommender", None, SEED)
 catalogue = Catalogue.load(DATA / "battles.json", DATA / "users.json")

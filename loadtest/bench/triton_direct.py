@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 import tritonclient.http as triton_http
+from pydantic import BaseModel
 from google.protobuf import json_format
 
 from clients.triton import AsyncTritonModelClient
@@ -35,10 +36,25 @@ class TritonPoint(LoadPoint):
     """Mean per request: time queued for a batch, and the model's compute (input+infer+output)."""
 
 
-def model_config(model: str, batching: Batching = "on", cache: bool = False) -> str:
-    """The spec's config with dynamic batching on or off and the response cache (where the spec has
-    one) on or off."""
+class Placement(BaseModel):
+    """How Triton runs a model: instances, ONNX Runtime intra-op threads each, batching queue delay."""
+
+    instances: int
+    threads: int
+    delay_us: int
+
+    def __str__(self) -> str:
+        return f"{self.instances} instance(s) x {self.threads} thread(s), delay {self.delay_us} us"
+
+
+def model_config(model: str, batching: Batching = "on", cache: bool = False, placement: Placement | None = None) -> str:
+    """The spec's config with dynamic batching on or off, the response cache (where the spec has
+    one) on or off, and the spec's placement or `placement`."""
     cfg = build_config(specs.get(model))
+    if placement is not None:
+        cfg.instance_group[0].count = placement.instances
+        cfg.parameters["intra_op_thread_count"].string_value = str(placement.threads)
+        cfg.dynamic_batching.max_queue_delay_microseconds = placement.delay_us
     if batching == "off":
         cfg.ClearField("dynamic_batching")
     if not cache:
@@ -47,11 +63,11 @@ def model_config(model: str, batching: Batching = "on", cache: bool = False) -> 
 
 
 def reload_model(http_url: str, model: str, batching: Batching = "on", cache: bool = False,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, placement: Placement | None = None) -> None:
     """Reload `model` with that config; `headers` carry the admin key of a restricted Triton."""
-    client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=120)
+    client = triton_http.InferenceServerClient(http_url.removeprefix("http://"), network_timeout=300)
     try:
-        client.load_model(model, config=model_config(model, batching, cache), headers=headers)
+        client.load_model(model, config=model_config(model, batching, cache, placement), headers=headers)
     finally:
         client.close()
 
