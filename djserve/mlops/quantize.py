@@ -118,16 +118,23 @@ def export_int8(
             raise ExportError(f"{name}: INT8 refused: held-out {headline} {q.fp32:.4f} (FP32) -> {q.int8:.4f} (INT8) "
                               f"loses {q.loss:.4f} > {max_loss:g}; nothing was written")
         progress("writing the new INT8 version")
-        repo = ModelRepository(repository)
-        with repo.stage_version(EXPORTED[name]) as staging:
-            # the tokenizer and the metadata; the FP32 weights stay behind
-            shutil.copytree(fp32.path, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(WEIGHTS_FILE))
-            shutil.copyfile(int8_file, staging / "model.onnx")
-            meta_path = staging / METADATA_FILE
-            meta = json.loads(meta_path.read_text())
-            meta["extra"]["quantization"] = q.to_dict()
-            meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        version = repo.latest(name)
-        assert version is not None
-        result = ExportResult(name, version, repo.model_dir(name) / str(version), fp32.max_abs_diff, fp32.parity)
+        result = write_int8_version(repository, name, fp32.path, int8_file, q.to_dict(), fp32.max_abs_diff, fp32.parity)
     return result, q
+
+
+def write_int8_version(repository: Path, name: str, fp32_dir: Path, int8_file: Path, record: dict,
+                       max_abs_diff: dict | None = None, parity: dict | None = None) -> ExportResult:
+    """A NEW version of `name`: the FP32 version's files (tokenizer, metadata) with the INT8 graph,
+    and how it was accepted (`record`) in its metadata under `quantization`."""
+    repo = ModelRepository(repository)
+    with repo.stage_version(EXPORTED[name]) as staging:
+        # the tokenizer and the metadata; the FP32 weights stay behind
+        shutil.copytree(fp32_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("model.onnx", WEIGHTS_FILE))
+        shutil.copyfile(int8_file, staging / "model.onnx")
+        meta_path = staging / METADATA_FILE
+        meta = json.loads(meta_path.read_text())
+        meta["extra"]["quantization"] = record
+        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    version = repo.latest(name)
+    assert version is not None
+    return ExportResult(name, version, repo.model_dir(name) / str(version), max_abs_diff or {}, parity or {})

@@ -13,7 +13,8 @@ One run, in this order so each measurement has the cores alone:
 3. the naive baseline serving the same checkpoint with eager torch;
 4. Triton: a sweep of instances x intra-op threads x queue delay picks the placement; dynamic
    batching on / off at that placement;
-5. the gateway in front of that Triton (both caches off): single messages and chat batches.
+5. the gateway in front of that Triton (both caches off): single messages and chat batches;
+6. the INT8 graph written as the next version and served the same way.
 
 A random model's held-out accuracy is chance, so INT8 is judged here by its agreement with FP32 on
 real chat lines; the accuracy bound itself is checked on trained models (`djserve export --quantize`).
@@ -35,16 +36,44 @@ from pydantic import BaseModel
 from djserve.process import free_port
 from djserve.repository.layout import ModelRepository
 from loadtest.bench import http_load, triton_direct
-from loadtest.bench.http_load import ENDPOINTS, EndpointPoint
+from loadtest.bench.http_load import EndpointPoint
 from loadtest.bench.limit import ModelLimit, measure_limit, session, time_runs
+from djserve.mlops.quantize import write_int8_version
 from loadtest.bench.report import machine
 from loadtest.bench.triton_direct import Placement, TritonPoint
-from loadtest.bench.workloads import WORKLOADS
+from loadtest.bench.workloads import Workload
 
 Step = Callable[[str], None]
 MODEL = "sentiment"
 INT8_BATCH = 8
 """The chat batch endpoint's size: where INT8 is compared with FP32."""
+CHAT_TOKENS = 16
+"""Every load in this profile is chat lines of at most 16 tokens (the gateway pads them to its
+16-token bucket), and the in-process and Triton-direct figures use the same shape, so the limit the
+gateway is compared with is the limit of what it sends."""
+SINGLE = Workload("sentiment", MODEL, 1, {"tokens": CHAT_TOKENS}, "one chat message, 16-token bucket")
+BATCH8 = Workload("sentiment_x8", MODEL, INT8_BATCH, {"tokens": CHAT_TOKENS}, "eight chat messages, 16-token bucket")
+
+
+def _short_lines() -> list[str]:
+    from exporters.architectures.sentiment import build_tokenizer
+    from loadtest.samples import CHAT_LINES
+
+    tokenizer = build_tokenizer()  # the reference vocabulary: the one every profile's checkpoint carries
+    return [line for line in CHAT_LINES if len(tokenizer(line)["input_ids"]) <= CHAT_TOKENS]
+
+
+def endpoints() -> dict[str, http_load.Endpoint]:
+    """The gateway's chat endpoints with short chat lines only (the same bodies for the naive service)."""
+    from djserve import api
+
+    lines = _short_lines()
+    one = lambda i: {"text": lines[i % len(lines)], "language": "en"}  # noqa: E731
+    return {
+        "sentiment": http_load.Endpoint("sentiment", api.SENTIMENT_ROUTE, one, "sentiment"),
+        "sentiment_batch": http_load.Endpoint("sentiment_batch", api.SENTIMENT_BATCH_ROUTE,
+                                              lambda i: {"messages": [one(i + k) for k in range(INT8_BATCH)]}, "results", rows=INT8_BATCH),
+    }
 
 
 class ProductionSettings(BaseModel):
@@ -111,22 +140,25 @@ class ProductionReport(BaseModel):
             r[f"batching_on_over_off.{w}"] = round(on.items_per_s / off.items_per_s, 3) if on and off and off.items_per_s else None
         r["int8_over_fp32.batch8"] = self.int8.speedup
         for e in ("sentiment", "sentiment_batch"):
-            g, n = at(self.gateway, endpoint=e), at(self.naive, endpoint=e)
-            r[f"stack_over_naive.{e}"] = (round(g.throughput / n.throughput, 3) if g and n and n.throughput and g.p95_ms <= n.p95_ms
-                                          else 0.0 if g and n else None)
+            n = at(self.naive, endpoint=e)
+            for target, name in (("gateway", "stack_over_naive"), ("gateway_int8", "stack_int8_over_naive")):
+                g = at(self.gateway, endpoint=e, target=target)
+                # at equal or lower p95 (0 where the stack's p95 is worse)
+                r[f"{name}.{e}"] = (round(g.throughput / n.throughput, 3) if g.p95_ms <= n.p95_ms else 0.0) if g and n and n.throughput else None
+            g = at(self.gateway, endpoint=e, target="gateway")
             r[f"gateway_over_limit.{e}"] = round(g.items_per_s / self.limit.rows_per_s, 3) if g else None
             r[f"naive_over_limit.{e}"] = round(n.items_per_s / self.limit.rows_per_s, 3) if n else None
         self.ratios = r
 
 
-def _measure_int8(fp32: Path, work: Path, seconds: float, seed: int) -> Int8Figures:
+def _measure_int8(fp32: Path, work: Path, seconds: float, seed: int) -> tuple[Path, Int8Figures]:
     from djserve.mlops.quantize import quantize_int8
     from exporters.architectures.sentiment import build_tokenizer
     from loadtest.samples import CHAT_LINES
 
     int8 = quantize_int8(fp32, work / "int8" / "model.onnx")
     fp32_sess, int8_sess = session(fp32, 2), session(int8, 2)
-    feeds = WORKLOADS["sentiment_x8"].request(np.random.default_rng(seed), INT8_BATCH)
+    feeds = BATCH8.request(np.random.default_rng(seed))
     # Interleaved repeats, each graph's best: another process's burst must not land on one graph only.
     fp32_s, int8_s = [], []
     for _ in range(3):
@@ -137,7 +169,7 @@ def _measure_int8(fp32: Path, work: Path, seconds: float, seed: int) -> Int8Figu
     a, b = fp32_sess.run(None, chat)[0], int8_sess.run(None, chat)[0]
     mb = lambda p: sum(f.stat().st_size for f in p.parent.iterdir() if f.name.startswith("model.onnx")) / 2**20  # noqa: E731
     fp32_rows, int8_rows = INT8_BATCH / min(fp32_s), INT8_BATCH / min(int8_s)
-    return Int8Figures(
+    return int8, Int8Figures(
         batch=INT8_BATCH, fp32_rows_per_s=round(fp32_rows, 2), int8_rows_per_s=round(int8_rows, 2),
         speedup=round(int8_rows / fp32_rows, 3), agreement=round(float((a.argmax(1) == b.argmax(1)).mean()), 4),
         max_abs_diff=round(float(np.abs(a - b).max()), 5), fp32_mb=round(mb(fp32), 1), int8_mb=round(mb(int8), 1),
@@ -180,9 +212,10 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
         fp32 = ModelRepository(repository).model_dir(MODEL) / str(version) / "model.onnx"
 
         step("in-process limit (FP32)")
-        limit = measure_limit(WORKLOADS["sentiment"], fp32, cfg.limit_seconds, cfg.seed)
+        limit = measure_limit(SINGLE, fp32, cfg.limit_seconds, cfg.seed)
         step("INT8 against FP32, batch 8")
-        int8 = _measure_int8(fp32, work, cfg.limit_seconds, cfg.seed)
+        int8_file, int8 = _measure_int8(fp32, work, cfg.limit_seconds, cfg.seed)
+        chat = endpoints()
 
         naive_points: list[EndpointPoint] = []
         step("naive baseline: starting")
@@ -190,40 +223,42 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
             for name in ("sentiment", "sentiment_batch"):
                 step(f"naive baseline: {name}")
                 naive_points += asyncio.run(http_load.measure_endpoint(
-                    naive.url, "naive", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+                    naive.url, "naive", chat[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
 
         step("Triton and the gateway: starting")
         # The row cache would answer the load's repeated chat lines without the model.
-        with Stack.local(repository, work / "state", log_dir=out, log=step,
-                         gateway_env={"DJSERVE_GATEWAY_ROW_CACHE_ENTRIES": "0"}) as stack:
+        no_row_cache = {"DJSERVE_GATEWAY_ROW_CACHE_ENTRIES": "0"}
+        with Stack.local(repository, work / "state", log_dir=out, log=step, gateway_env=no_row_cache) as stack:
             triton = stack.tritons[0]
             admin = triton.settings.admin_headers()
 
-            def measure(workload: str, batching: str, placement: Placement, concurrencies: list[int]) -> list[TritonPoint]:
+            def measure(w: Workload, batching: str, placement: Placement, concurrencies: list[int]) -> list[TritonPoint]:
                 triton_direct.reload_model(triton.http_url, MODEL, batching, cache=False, headers=admin, placement=placement)
                 return asyncio.run(triton_direct.measure_model(
-                    triton.grpc_url, WORKLOADS[workload], batching, concurrencies, cfg.seconds, cfg.warmup_s, cfg.seed))
+                    triton.grpc_url, w, batching, concurrencies, cfg.seconds, cfg.warmup_s, cfg.seed))
 
             sweep = []
             for n, threads, delay in itertools.product(cfg.instances, cfg.threads, cfg.delays_us):
                 placement = Placement(instances=n, threads=threads, delay_us=delay)
                 step(f"Triton sweep: {placement}")
-                sweep.append(SweepPoint(placement=placement, point=measure("sentiment", "on", placement, [cfg.sweep_concurrency])[0]))
+                sweep.append(SweepPoint(placement=placement, point=measure(SINGLE, "on", placement, [cfg.sweep_concurrency])[0]))
             chosen = max(sweep, key=lambda s: s.point.items_per_s).placement
 
             triton_points = []
-            for workload in ("sentiment", "sentiment_x8"):
+            for w in (SINGLE, BATCH8):
                 for batching in ("off", "on"):
-                    step(f"Triton at the chosen placement: {workload}, batching {batching}")
-                    triton_points += measure(workload, batching, chosen, cfg.concurrencies)
+                    step(f"Triton at the chosen placement: {w.name}, batching {batching}")
+                    triton_points += measure(w, batching, chosen, cfg.concurrencies)
+            triton_direct.reload_model(triton.http_url, MODEL, "on", cache=False, headers=admin, placement=chosen)
+            gateway_points = _measure_gateway(stack.gateway.url, "gateway", chat, cfg, step)
 
-            gateway_points = []
-            for name in ("sentiment", "sentiment_batch"):
-                step(f"gateway: {name}")
-                # A first request loads the new version's tokenizer: not part of any load point.
-                asyncio.run(http_load.measure_endpoint(stack.gateway.url, "warm-up", ENDPOINTS[name], [1], 0.1, 0.0))
-                gateway_points += asyncio.run(http_load.measure_endpoint(
-                    stack.gateway.url, "gateway", ENDPOINTS[name], cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+        step("the INT8 graph as a new version")
+        write_int8_version(repository, MODEL, fp32.parent, int8_file, {"method": "onnxruntime dynamic, int8 weights",
+                                                                        "agreement_with_fp32": int8.agreement})
+        with Stack.local(repository, work / "state-int8", log_dir=out / "int8", log=step, gateway_env=no_row_cache) as stack:
+            triton = stack.tritons[0]
+            triton_direct.reload_model(triton.http_url, MODEL, "on", cache=False, headers=triton.settings.admin_headers(), placement=chosen)
+            gateway_points += _measure_gateway(stack.gateway.url, "gateway_int8", chat, cfg, step)
 
     report = ProductionReport(
         machine=machine(), settings=cfg, parameters_m=params_m, export_s=export_s, limit=limit, int8=int8,
@@ -233,12 +268,22 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
     return report
 
 
+def _measure_gateway(url: str, target: str, chat: dict, cfg: ProductionSettings, step: Step) -> list[EndpointPoint]:
+    points = []
+    for name, e in chat.items():
+        step(f"{target}: {name}")
+        # A first request loads the new version's tokenizer: not part of any load point.
+        asyncio.run(http_load.measure_endpoint(url, "warm-up", e, [1], 0.1, 0.0))
+        points += asyncio.run(http_load.measure_endpoint(url, target, e, cfg.concurrencies, cfg.seconds, cfg.warmup_s))
+    return points
+
+
 def print_production(report: ProductionReport, console) -> None:
     from rich.table import Table
 
     console.print(f"sentiment at xlm-roberta-{report.settings.size} size: {report.parameters_m:g}M parameters, "
                   f"exported in {report.export_s:g} s")
-    t = Table("batch", "rows/s", "ms/batch", title="In-process limit (ONNX Runtime, FP32, 32 tokens)")
+    t = Table("batch", "rows/s", "ms/batch", title=f"In-process limit (ONNX Runtime, FP32, {CHAT_TOKENS} tokens)")
     for p in report.limit.points:
         t.add_row(str(p.batch), f"{p.rows_per_s:,.1f}", f"{p.ms_per_batch:,.1f}")
     console.print(t)

@@ -31,11 +31,13 @@ def test_production_profile_smoke_run(exported_repository, tmp_path):
     # Triton at the chosen placement, batching on and off; off never formed a batch
     assert {(p.workload, p.batching) for p in report.triton} == {(w, b) for w in ("sentiment", "sentiment_x8") for b in ("on", "off")}
     assert all(p.avg_batch == (8 if p.workload == "sentiment_x8" else 1) for p in report.triton if p.batching == "off")
-    # the gateway and the naive baseline, the same endpoints and concurrencies
-    for points in (report.gateway, report.naive):
-        assert {(p.endpoint, p.concurrency) for p in points} == {(e, c) for e in ("sentiment", "sentiment_batch") for c in cfg.concurrencies}
+    # the gateway (FP32, then the INT8 version) and the naive baseline: the same endpoints and concurrencies
+    expected = {(e, c) for e in ("sentiment", "sentiment_batch") for c in cfg.concurrencies}
+    for target in ("gateway", "gateway_int8", "naive"):
+        assert {(p.endpoint, p.concurrency) for p in (*report.gateway, *report.naive) if p.target == target} == expected, target
     every = [*report.triton, *report.gateway, *report.naive, *(s.point for s in report.sweep)]
     assert all(p.errors == 0 and p.requests > 0 for p in every), [p.first_error for p in every if p.errors]
     assert all(v is not None for v in report.ratios.values()), report.ratios
     assert report.ratios["int8_over_fp32.batch8"] == report.int8.speedup
+    assert {"stack_over_naive.sentiment", "stack_int8_over_naive.sentiment_batch", "gateway_over_limit.sentiment"} <= set(report.ratios)
     assert "Ratios" in run.stdout
