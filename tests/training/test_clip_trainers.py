@@ -77,6 +77,25 @@ def test_the_judge_is_deterministic_and_exports(data, tmp_path):
     assert max(result.max_abs_diff.values()) < 1e-4
 
 
+def test_an_exported_judge_graph_is_scored_like_its_checkpoint_and_int8_within_the_bound(data, judge_run, tmp_path):
+    """What `djserve export judge --quantize int8` relies on: the exported FP32 graph reproduces the
+    checkpoint's held-out R^2, and the INT8 graph's figure is comparable with it."""
+    from djserve.mlops.quantize import MAX_LOSS, quantize_int8
+    from exporters.export import export_model
+    from tests.conftest import copy_committed_repository
+    from training.trainers import judge
+
+    ckpt, _, evaluation = judge_run
+    result = export_model("judge", copy_committed_repository(tmp_path / "repo"), checkpoint=ckpt)
+    fp32 = judge.evaluate(ckpt, data, no_progress, onnx_model=result.path / "model.onnx").metrics
+    assert fp32["overall.r2"] == pytest.approx(evaluation.metrics["overall.r2"], abs=1e-4)
+    assert fp32["pairs.beat_matching.technical_skill.ranked"] == evaluation.metrics["pairs.beat_matching.technical_skill.ranked"]
+    int8_file = quantize_int8(result.path / "model.onnx", tmp_path / "model.int8.onnx")
+    int8 = judge.evaluate(ckpt, data, no_progress, onnx_model=int8_file).metrics
+    assert int8["overall.r2"] != fp32["overall.r2"]  # a different graph really was scored
+    assert fp32["overall.r2"] - int8["overall.r2"] <= MAX_LOSS, (fp32["overall.r2"], int8["overall.r2"])
+
+
 @pytest.mark.parametrize("family", ["technical", "creative"])
 def test_keras_trainers_learn_deterministically_and_save_an_exportable_model(family, data, tmp_path):
     import importlib

@@ -28,6 +28,7 @@ from djserve.specs import judge as spec_module
 from exporters.architectures.judge import AIJudgeModel, build_model
 from training import metrics
 from training.base import Dataset, EpochLog, Evaluation, Progress
+from training.onnx_graph import OnnxGraph
 from training.trainers import clips
 
 FAMILY = "judge"
@@ -189,18 +190,30 @@ def load(checkpoint: Path) -> torch.nn.Module:
     return load_torch(spec_module.SPEC, build_model, Path(checkpoint), 0)
 
 
-def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
-    """Whole held-out windows through the whole network, as the gateway serves them."""
+EVALUATES_ONNX = True
+"""`evaluate` can score an exported graph instead of the checkpoint's model (INT8 acceptance)."""
+
+
+def evaluate(checkpoint: Path, data: Dataset, progress: Progress, onnx_model: Path | None = None) -> Evaluation:
+    """Whole held-out windows through the whole network, as the gateway serves them.
+    `onnx_model`: score that exported graph instead of the checkpoint's model."""
     torch.set_num_threads(2)
-    model = load(checkpoint)
+    if onnx_model is not None:
+        graph = OnnxGraph(onnx_model, spec_module.SPEC, threads=2)
+        run = lambda audio, mixing: graph(audio, mixing)  # noqa: E731
+    else:
+        model = load(checkpoint)
+
+        def run(audio: np.ndarray, mixing: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return model(torch.from_numpy(audio), torch.from_numpy(mixing)).numpy()
     held = data.splits["heldout"]
 
     def predict(audio: np.ndarray, mixing: np.ndarray) -> np.ndarray:
         out = []
-        with torch.inference_mode():
-            for s in range(0, len(audio), 8):
-                out.append(model(torch.from_numpy(audio[s : s + 8]), torch.from_numpy(mixing[s : s + 8])).numpy())
-                progress(f"scoring windows {min(s + 8, len(audio))}/{len(audio)}")
+        for s in range(0, len(audio), 8):
+            out.append(run(audio[s : s + 8], mixing[s : s + 8]))
+            progress(f"scoring windows {min(s + 8, len(audio))}/{len(audio)}")
         return np.concatenate(out)
 
     b = clips.batch(held, np.arange(len(held)), None, np.random.default_rng(0), "judge", HEADS)

@@ -38,6 +38,7 @@ from djserve.specs.sentiment import LABELS, MAX_TOKENS
 from exporters.architectures.sentiment import build_model, build_tokenizer
 from training import metrics
 from training.base import Dataset, EpochLog, Evaluation, MetricRow, Progress
+from training.onnx_graph import OnnxGraph
 from training.datasets import chat
 from training.errors import DatasetError
 
@@ -229,11 +230,9 @@ class _OnnxClassifier:
     """An exported sentiment graph called like the Hugging Face model `_predict` expects."""
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort
+        from djserve.specs import sentiment as spec
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.graph = OnnxGraph(path, spec.SPEC)
 
     def eval(self) -> "_OnnxClassifier":
         return self
@@ -241,11 +240,7 @@ class _OnnxClassifier:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         from types import SimpleNamespace
 
-        from djserve.specs import sentiment as spec
-
-        ids, mask = spec.SPEC.input_names
-        (logits,) = self.session.run(spec.SPEC.output_names, {ids: input_ids.numpy(), mask: attention_mask.numpy()})
-        return SimpleNamespace(logits=torch.from_numpy(logits))
+        return SimpleNamespace(logits=torch.from_numpy(self.graph(input_ids.numpy(), attention_mask.numpy())))
 
 
 def _seed_everything(seed: int) -> None:
