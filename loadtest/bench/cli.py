@@ -20,7 +20,8 @@ def bench(
     no_startup: Annotated[bool, typer.Option("--no-startup", help="skip the cold `djserve serve` start")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="exit 2 when a target is missed")] = False,
     profile: Annotated[str, typer.Option(help="reference: the exported models as they are; production: chat sentiment "
-                                              "at XLM-R size (random weights) against the same naive baseline")] = "reference",
+                                              "at XLM-R size (random weights) against the same naive baseline; sweep: "
+                                              "Triton placements (instances x threads x queue delay) per model")] = "reference",
     size: Annotated[str, typer.Option(help="production profile: base (278M parameters) or large (560M)")] = "base",
 ) -> None:
     """Measure the in-process limit, Triton (batching on/off), the gateway and a naive baseline in one run."""
@@ -31,8 +32,10 @@ def bench(
 
     if profile == "production":
         return _production(repository, out, smoke, seconds, concurrencies, size)
+    if profile == "sweep":
+        return _sweep(repository, out, smoke, seconds)
     if profile != "reference":
-        raise typer.BadParameter(f"unknown profile {profile!r}: reference or production", param_hint="--profile")
+        raise typer.BadParameter(f"unknown profile {profile!r}: reference, production or sweep", param_hint="--profile")
     cfg = BenchSettings.smoke() if smoke else BenchSettings()
     if seconds is not None:
         cfg.seconds = seconds
@@ -76,3 +79,25 @@ def _production(repository: Optional[Path], out: Optional[Path], smoke: bool, se
     (out / "production.json").write_text(report.model_dump_json(indent=2))
     print_production(report, console)
     console.print(f"written: {out / 'production.json'}")
+
+
+def _sweep(repository: Optional[Path], out: Optional[Path], smoke: bool, seconds: Optional[float]) -> None:
+    import json
+
+    from djserve.settings import settings
+    from loadtest.bench.settings import default_out_dir
+    from loadtest.bench.sweep import SweepGrid, print_sweeps, run_sweeps
+
+    grid = SweepGrid(instances=[1], threads=[1, 2], delays_us=[0], concurrency=4, seconds=0.5, warmup_s=0.1) if smoke else SweepGrid()
+    if seconds is not None:
+        grid.seconds = seconds
+    workloads = ["judge"] if smoke else ["judge", "sentiment", "recommender_pair", "recommender"]
+    project = settings()
+    out = out or default_out_dir(project.state_dir)
+    with console.status("placement sweep") as status:
+        sweeps = run_sweeps((repository or project.repository).resolve(), out, grid, workloads,
+                            lambda text: status.update(f"placement sweep: {text}"))
+    (out / "sweep.json").write_text(json.dumps({"grid": grid.model_dump(), "sweeps": [
+        {**s.model_dump(), "chosen_over_spec": s.chosen_over_spec} for s in sweeps]}, indent=2))
+    print_sweeps(sweeps, grid.concurrency, console)
+    console.print(f"written: {out / 'sweep.json'}")

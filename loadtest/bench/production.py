@@ -23,7 +23,6 @@ real chat lines; the accuracy bound itself is checked on trained models (`djserv
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
 import tempfile
 import time
@@ -40,6 +39,7 @@ from loadtest.bench.http_load import EndpointPoint
 from loadtest.bench.limit import ModelLimit, measure_limit, session, time_runs
 from djserve.mlops.quantize import write_int8_version
 from loadtest.bench.report import machine
+from loadtest.bench.sweep import SweepGrid, SweepPoint, sweep_model
 from loadtest.bench.triton_direct import Placement, TritonPoint
 from loadtest.bench.workloads import Workload
 
@@ -105,11 +105,6 @@ class Int8Figures(BaseModel):
     max_abs_diff: float
     fp32_mb: float
     int8_mb: float
-
-
-class SweepPoint(BaseModel):
-    placement: Placement
-    point: TritonPoint
 
 
 class ProductionReport(BaseModel):
@@ -237,12 +232,10 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
                 return asyncio.run(triton_direct.measure_model(
                     triton.grpc_url, w, batching, concurrencies, cfg.seconds, cfg.warmup_s, cfg.seed))
 
-            sweep = []
-            for n, threads, delay in itertools.product(cfg.instances, cfg.threads, cfg.delays_us):
-                placement = Placement(instances=n, threads=threads, delay_us=delay)
-                step(f"Triton sweep: {placement}")
-                sweep.append(SweepPoint(placement=placement, point=measure(SINGLE, "on", placement, [cfg.sweep_concurrency])[0]))
-            chosen = max(sweep, key=lambda s: s.point.items_per_s).placement
+            grid = SweepGrid(instances=cfg.instances, threads=cfg.threads, delays_us=cfg.delays_us,
+                             concurrency=cfg.sweep_concurrency, seconds=cfg.seconds, warmup_s=cfg.warmup_s)
+            swept = sweep_model(triton, SINGLE, grid, step, cfg.seed)
+            sweep, chosen = swept.points, swept.chosen
 
             triton_points = []
             for w in (SINGLE, BATCH8):

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 import tritonclient.http as triton_http
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from google.protobuf import json_format
 
 from clients.triton import AsyncTritonModelClient
@@ -39,6 +39,7 @@ class TritonPoint(LoadPoint):
 class Placement(BaseModel):
     """How Triton runs a model: instances, ONNX Runtime intra-op threads each, batching queue delay."""
 
+    model_config = ConfigDict(frozen=True)
     instances: int
     threads: int
     delay_us: int

@@ -43,11 +43,15 @@ def test_triton_down_gives_503_then_the_gateway_recovers(own_stack, tmp_path_fac
         assert http.post("/ai/sentiment/analyze", json=body).status_code == 200
 
         triton.stop()
-        for path, payload in (("/ai/sentiment/analyze", body), ("/ai/recommendations/battles", {"userId": "test-user-123"})):
+        unseen = {"text": "A message the gateway has never answered"}
+        for path, payload in (("/ai/sentiment/analyze", unseen), ("/ai/recommendations/battles", {"userId": "test-user-123"})):
             r = http.post(path, json=payload)
             assert r.status_code == 503, r.text
             assert int(r.headers["Retry-After"]) >= 1
             assert r.json()["error"]["code"] == "triton_unavailable"
+        # A message answered before is still answered, by the same version, from the gateway's row cache.
+        cached = http.post("/ai/sentiment/analyze", json=body)
+        assert cached.status_code == 200 and cached.json()["modelVersion"] == 1
         assert poll(lambda: http.get("/readyz").status_code != 200, 10)
         health = http.get("/health")
         assert health.status_code == 503 and health.json()["triton"] is False

@@ -41,3 +41,22 @@ def test_production_profile_smoke_run(exported_repository, tmp_path):
     assert report.ratios["int8_over_fp32.batch8"] == report.int8.speedup
     assert {"stack_over_naive.sentiment", "stack_int8_over_naive.sentiment_batch", "gateway_over_limit.sentiment"} <= set(report.ratios)
     assert "Ratios" in run.stdout
+
+
+def test_sweep_profile_smoke_run(exported_repository, tmp_path):
+    """`djserve bench --profile sweep --smoke`: each placement really loaded (a single-thread and a
+    two-thread judge), the fastest chosen, and the spec's own placement recognised among them."""
+    from loadtest.bench.sweep import spec_placement
+
+    out = tmp_path / "sweep"
+    run = subprocess.run(
+        [sys.executable, "-m", "djserve.cli", "bench", "--profile", "sweep", "--smoke", "--repository", str(exported_repository), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (judge,) = json.loads((out / "sweep.json").read_text())["sweeps"]
+    assert judge["workload"] == "judge" and [p["placement"]["threads"] for p in judge["points"]] == [1, 2]
+    assert all(p["point"]["errors"] == 0 and p["point"]["requests"] > 0 for p in judge["points"])
+    assert judge["chosen"] == max(judge["points"], key=lambda p: p["point"]["items_per_s"])["placement"]
+    assert judge["spec"] == spec_placement("judge").model_dump() and judge["chosen_over_spec"] >= 1.0
+    assert "placement sweep: judge" in run.stdout
