@@ -36,9 +36,10 @@ from djserve.process import free_port
 from djserve.repository.layout import ModelRepository
 from loadtest.bench import http_load, triton_direct
 from loadtest.bench.http_load import EndpointPoint
+from djserve.mlops.quantize import quantize_int8, write_int8_version
 from loadtest.bench.limit import ModelLimit, measure_limit, session, time_runs
-from djserve.mlops.quantize import write_int8_version
 from loadtest.bench.report import machine
+from loadtest.bench.run import ROW_CACHE_OFF
 from loadtest.bench.sweep import SweepGrid, SweepPoint, sweep_model
 from loadtest.bench.triton_direct import Placement, TritonPoint
 from loadtest.bench.workloads import Workload
@@ -147,7 +148,6 @@ class ProductionReport(BaseModel):
 
 
 def _measure_int8(fp32: Path, work: Path, seconds: float, seed: int) -> tuple[Path, Int8Figures]:
-    from djserve.mlops.quantize import quantize_int8
     from exporters.architectures.sentiment import build_tokenizer
     from loadtest.samples import CHAT_LINES
 
@@ -222,8 +222,7 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
 
         step("Triton and the gateway: starting")
         # The row cache would answer the load's repeated chat lines without the model.
-        no_row_cache = {"DJSERVE_GATEWAY_ROW_CACHE_ENTRIES": "0"}
-        with Stack.local(repository, work / "state", log_dir=out, log=step, gateway_env=no_row_cache) as stack:
+        with Stack.local(repository, work / "state", log_dir=out, log=step, gateway_env=ROW_CACHE_OFF) as stack:
             triton = stack.tritons[0]
             admin = triton.settings.admin_headers()
 
@@ -248,7 +247,7 @@ def run_production(reference: Path, out: Path, cfg: ProductionSettings, step: St
         step("the INT8 graph as a new version")
         write_int8_version(repository, MODEL, fp32.parent, int8_file, {"method": "onnxruntime dynamic, int8 weights",
                                                                         "agreement_with_fp32": int8.agreement})
-        with Stack.local(repository, work / "state-int8", log_dir=out / "int8", log=step, gateway_env=no_row_cache) as stack:
+        with Stack.local(repository, work / "state-int8", log_dir=out / "int8", log=step, gateway_env=ROW_CACHE_OFF) as stack:
             triton = stack.tritons[0]
             triton_direct.reload_model(triton.http_url, MODEL, "on", cache=False, headers=triton.settings.admin_headers(), placement=chosen)
             gateway_points += _measure_gateway(stack.gateway.url, "gateway_int8", chat, cfg, step)
