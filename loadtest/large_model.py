@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from djserve import api
-from djserve.repository.layout import METADATA_FILE
+from djserve.repository.layout import METADATA_FILE, ModelRepository
 from djserve.mlops.promotion import Promoter, PromotionSettings
 from djserve.settings import Settings
 from djserve.stack import Stack
@@ -44,8 +44,7 @@ def _answers(url: str, n: int, phase: str) -> dict[int, int]:
         for i in range(n):
             r = client.post(api.SENTIMENT_ROUTE, json={"text": f"{phase}: what a drop {i}", "language": "en"})
             r.raise_for_status()
-            body = r.json()
-            version = int(body.get("modelVersion", body.get("model_version", -1)))
+            version = int(r.json()["modelVersion"])
             counts[version] = counts.get(version, 0) + 1
     return counts
 
@@ -79,7 +78,7 @@ def run(repository: Path, out: Path, size: str = "large", requests: int = 40) ->
             uri = f"models:/{rv.name}/{rv.version}"
             promoted = timed("promote", lambda: promoter.promote(FAMILY, uri, canary_percent=50.0, force=True))
             new = promoter.policy(FAMILY).candidate
-            version_dir = repo / FAMILY / str(new)
+            version_dir = ModelRepository(repo).model_dir(FAMILY) / str(new)
             files = {f.name: f.stat().st_size for f in version_dir.iterdir() if f.is_file()}
             figures.update(stable=stable, candidate=new, files_mb={k: round(v / 2**20, 1) for k, v in files.items()},
                            offline_gate=promoted.offline.verdict, forced=True,
