@@ -21,6 +21,7 @@ import soxr
 from djserve.audio_features import (
     LEAD_SAMPLES,
     analyse_segment,
+    beat_segment,
     metadata_tokens,
     mixing_features,
     segment_samples,
@@ -189,6 +190,17 @@ class AudioSource:
     def windows(self) -> Iterator[Window]:
         """One `Window` per WINDOW_FRAMES frames; a last remainder shorter than MIN_WINDOW_FRAMES is
         merged into the window before it. Holds at most about one window plus a block of audio."""
+        for index, f0, segment, n_frames in self._segments():
+            features = analyse_segment(segment, n_frames, first=f0 == 0)
+            yield Window(index, f0 * HOP_LENGTH / SAMPLE_RATE, *features)
+
+    def beat_mel(self) -> np.ndarray:
+        """float32 [T, 84]: only the beat tracker's input (`Window.beat_mel`) of every window, for a
+        short live chunk, without the judge's features."""
+        return np.concatenate([beat_segment(segment, n_frames) for _, _, segment, n_frames in self._segments()])
+
+    def _segments(self) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """(index, first frame, samples with their context, frames) of each window, as `windows()` cuts them."""
         full = WINDOW_FRAMES
         # buf[i] is global sample buf_start + i; zeros before the start are the centring padding.
         buf = np.zeros(_LEAD, np.float32)
@@ -198,11 +210,9 @@ class AudioSource:
         f0 = 0  # first frame of the next window
         index = 0
 
-        def emit(n_frames: int) -> Window:
+        def cut(n_frames: int) -> tuple[int, int, np.ndarray, int]:
             lo = f0 * HOP_LENGTH - _LEAD - buf_start
-            segment = buf[lo : lo + segment_samples(n_frames)]
-            features = analyse_segment(segment, n_frames, first=f0 == 0)
-            return Window(index, f0 * HOP_LENGTH / SAMPLE_RATE, *features)
+            return index, f0, buf[lo : lo + segment_samples(n_frames)], n_frames
 
         for chunk in self.blocks():
             pending.append(chunk)
@@ -214,7 +224,7 @@ class AudioSource:
             buf = np.concatenate([buf, *pending])
             pending = []
             while n_samples // HOP_LENGTH >= f0 + full + MIN_WINDOW_FRAMES:
-                yield emit(full)
+                yield cut(full)
                 f0 += full
                 index += 1
             drop = f0 * HOP_LENGTH - _LEAD - buf_start
@@ -227,7 +237,7 @@ class AudioSource:
         buf = np.concatenate([buf, *pending, np.zeros(N_FFT, np.float32)])
         remaining = n_samples // HOP_LENGTH - f0  # < full + MIN_WINDOW_FRAMES by construction
         if remaining > 0:
-            yield emit(remaining)
+            yield cut(remaining)
 
 
 def _seconds(s: float) -> str:

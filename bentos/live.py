@@ -33,7 +33,7 @@ _LIVE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="live-features
 
 def _beat_mel(source: audio.AudioSource) -> np.ndarray:
     """[1, T, 84]: the chunk is short (limits), so all its windows fit in memory."""
-    return np.concatenate([w.beat_mel for w in source.windows()])[np.newaxis]
+    return source.beat_mel()[np.newaxis]
 
 
 async def analyze_chunk(

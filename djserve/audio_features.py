@@ -73,13 +73,33 @@ def _scaled_db(mel_power: np.ndarray) -> np.ndarray:
     return ((db + TOP_DB) / TOP_DB).astype(np.float32)
 
 
+def _power(segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segment as float32 and its power spectrogram [1+N_FFT/2, CONTEXT_FRAMES + T] (center=False)."""
+    segment = np.ascontiguousarray(segment, dtype=np.float32)
+    power = np.abs(librosa.stft(segment, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False))
+    np.square(power, out=power)  # in place: memory per window is dominated by [1025, T] arrays
+    return segment, power
+
+
+def _beat_mel(power: np.ndarray, sr: int) -> np.ndarray:
+    """float32 [T, BEAT_MELS] of a power spectrogram whose context frames are already cut off."""
+    return np.ascontiguousarray(_scaled_db(_mel_basis(sr, BEAT_MELS) @ power).T)
+
+
+def beat_segment(segment: np.ndarray, n_frames: int, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Only the beat tracker's input of `analyse_segment` (the same numbers, `beat_mel`), for the live
+    path: the judge's mel bands, onsets and mixing descriptors are most of a window's cost."""
+    _, power = _power(segment)
+    beat = _beat_mel(power[:, CONTEXT_FRAMES:], sr)
+    assert beat.shape[0] == n_frames
+    return beat
+
+
 def analyse_segment(segment: np.ndarray, n_frames: int, first: bool, sr: int = SAMPLE_RATE) -> SegmentFeatures:
     """Features of frames 0..n_frames-1 from `segment`, which frames (center=False) into CONTEXT_FRAMES
     context frames followed by those n_frames, i.e. holds (CONTEXT_FRAMES + n_frames - 1) * HOP + N_FFT
     samples."""
-    segment = np.ascontiguousarray(segment, dtype=np.float32)
-    power = np.abs(librosa.stft(segment, n_fft=N_FFT, hop_length=HOP_LENGTH, center=False))
-    np.square(power, out=power)  # in place: memory per window is dominated by [1025, T] arrays
+    segment, power = _power(segment)
     mel = _mel_basis(sr, JUDGE_MELS) @ power
     # librosa.onset.onset_strength(y) exactly (mean positive dB rise over 128 mel bands, lag 1,
     # shifted 2 frames later), except that top_db's floor is relative to this window's maximum.
@@ -93,7 +113,7 @@ def analyse_segment(segment: np.ndarray, n_frames: int, first: bool, sr: int = S
     power, mel = power[:, CONTEXT_FRAMES:], mel[:, CONTEXT_FRAMES:]
     frames = librosa.util.frame(segment, frame_length=N_FFT, hop_length=HOP_LENGTH)[:, CONTEXT_FRAMES:]
     audio = _scaled_db(mel)[np.newaxis]
-    beat = np.ascontiguousarray(_scaled_db(_mel_basis(sr, BEAT_MELS) @ power).T)
+    beat = _beat_mel(power, sr)
     mixing = _mixing(frames, power, onset, low_onset, sr)
     assert audio.shape[-1] == beat.shape[0] == onset.shape[0] == n_frames
     return SegmentFeatures(audio, beat, mixing, onset)

@@ -187,6 +187,13 @@ def test_60s_clip_windows_match_librosa_on_the_whole_set(noise_60s):
     np.testing.assert_allclose(np.concatenate([w.onset_envelope for w in windows]), onset[:n_frames], atol=1e-4)
 
 
+def test_the_live_beat_input_is_the_windows_beat_mel_alone(noise_60s):
+    """The live path computes only the beat tracker's input; it must be the judge path's numbers."""
+    y, windows = noise_60s
+    source = open_audio(encode(y, SR, subtype="FLOAT"), AudioLimits())
+    np.testing.assert_array_equal(source.beat_mel(), np.concatenate([w.beat_mel for w in windows]))
+
+
 def test_full_window_shapes(noise_60s):
     _, windows = noise_60s
     full = windows[0]
