@@ -136,6 +136,14 @@ class AudioSource:
         return self._format
 
     @property
+    def data(self) -> bytes:
+        return self._data
+
+    @property
+    def limits(self) -> AudioLimits:
+        return self._limits
+
+    @property
     def source_rate(self) -> int:
         return self._source_rate
 

@@ -1,15 +1,14 @@
 """Score a DJ set: decode, cut into windows, run judge + technical + creative, combine.
 
-Windows are decoded and featurised in a worker thread while Triton scores the previous one (a
-two-stage pipeline), so a 60-minute set never holds more than two windows in memory and a 30 s
-clip costs little more than its parts. Window scores are averaged
+The next window is decoded and featurised (bentos.featurizer: a child process, or a thread) while
+Triton scores the current one (a two-stage pipeline), so a 60-minute set never holds more than two
+windows in memory and a 30 s clip costs little more than its parts. Window scores are averaged
 weighted by window length; tempo and beats come from the whole set's onset envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -18,16 +17,12 @@ import numpy as np
 from bentos import audio
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
+from bentos.featurizer import Featurizer, WindowStream
 from bentos.metrics import stage, track
 from djserve.schemas import AudioInfo, ScoreSheet, TempoInfo, TrackMetadata
 from djserve.specs import creative, judge, technical
 from djserve.specs.features import SAMPLE_RATE
 from djserve.specs.genres import GENRE_WEIGHTS, GENRES, normalize_genre, weights_for
-
-#: Windows featurised (and sent to Triton) at a time. One, so that scoring window i overlaps with
-#: featurising window i+1 (a 30 s clip is two windows); concurrent requests still share Triton
-#: batches through its dynamic batcher.
-WINDOW_BATCH = 1
 
 AUDIO_STATUS = {
     "empty_audio": 400,
@@ -61,7 +56,6 @@ def as_gateway_error(exc: audio.AudioError) -> GatewayError:
 class _Totals:
     frames: int = 0
     sums: dict[str, np.ndarray] = field(default_factory=dict)
-    envelopes: list[np.ndarray] = field(default_factory=list)
     windows: int = 0
 
     def add(self, name: str, scores: np.ndarray, frames: np.ndarray) -> None:
@@ -74,6 +68,7 @@ class _Totals:
 
 async def score_set(
     backend: ModelBackend,
+    featurizer: Featurizer,
     source: audio.AudioSource,
     battle_id: str,
     genre: str,
@@ -89,7 +84,8 @@ async def score_set(
     tokens = audio.metadata_tokens(tracks)
     totals = _Totals()
     with track("judge", routes["judge"].version, genre):
-        bpm, beats = await _score_windows(backend, routes, source.windows(), tokens, totals)
+        async with featurizer.open(source) as windows:
+            bpm, beats = await _score_windows(backend, routes, windows, tokens, totals)
         with stage("postprocess"):
             components = totals.mean("component_scores")
             overall = float(np.dot(components, weights_for(genre)))
@@ -108,26 +104,23 @@ async def score_set(
             )
 
 
-async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> tuple[float, list[float]]:
-    """A two-stage pipeline: the next windows are decoded and featurised in a thread while Triton
-    scores the current ones, and tempo runs alongside the last scoring. At most two batches of
-    windows are in memory."""
+async def _score_windows(backend, routes, windows: WindowStream, tokens, totals: _Totals) -> tuple[float, list[float]]:
+    """A two-stage pipeline: the next window is featurised while Triton scores the current one, and
+    the tempo is found alongside the last scoring. At most two windows are in memory."""
 
     async def score(batch: list[audio.Window]) -> None:
         for group in _same_length(batch):
             await _score_group(backend, routes, group, tokens, totals)
 
-    features = asyncio.ensure_future(_timed_thread(_next_batch, windows))
+    features = asyncio.ensure_future(_preprocess(windows.next_batch()))
     scoring: asyncio.Future | None = None
     try:
         while batch := await features:
-            totals.envelopes.extend(w.onset_envelope for w in batch)
             if scoring is not None:
                 await scoring
             scoring = asyncio.ensure_future(score(batch))
-            features = asyncio.ensure_future(_timed_thread(_next_batch, windows))
-        tempo = _timed_thread(audio.tempo_and_beats, np.concatenate(totals.envelopes))
-        (bpm, beats), _ = await asyncio.gather(tempo, scoring or asyncio.sleep(0))
+            features = asyncio.ensure_future(_preprocess(windows.next_batch()))
+        (bpm, beats), _ = await asyncio.gather(_preprocess(windows.tempo()), scoring or asyncio.sleep(0))
         return bpm, beats
     finally:
         for task in (features, scoring):
@@ -135,17 +128,13 @@ async def _score_windows(backend, routes, windows, tokens, totals: _Totals) -> t
                 task.cancel()
 
 
-async def _timed_thread(fn, *args):
-    """Decoding, features and tempo: the "preprocess" stage of the prediction, in a thread."""
+async def _preprocess(step):
+    """Decoding, features and tempo: the "preprocess" stage of the prediction."""
     with stage("preprocess"):
-        return await asyncio.to_thread(fn, *args)
-
-
-def _next_batch(windows) -> list[audio.Window]:
-    try:
-        return list(itertools.islice(windows, WINDOW_BATCH))
-    except audio.AudioError as exc:  # a file that breaks mid-way (truncated, lying header)
-        raise as_gateway_error(exc) from None
+        try:
+            return await step
+        except audio.AudioError as exc:  # a file that breaks mid-way (truncated, lying header)
+            raise as_gateway_error(exc) from None
 
 
 def _same_length(batch: list[audio.Window]) -> list[list[audio.Window]]:

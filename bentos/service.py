@@ -37,6 +37,7 @@ from bentos.admission import Admission
 from bentos.openapi import errors, install, json_body, multipart_or_json_body, pinned
 from bentos.backend import ModelBackend
 from bentos.errors import GatewayError, InvalidInput
+from bentos.featurizer import Featurizer, ProcessFeaturizer, ThreadFeaturizer
 from bentos.predictions import KindMismatch, LabelMismatch, PredictionStore, UnknownRequest, digest
 from bentos.provenance import served_models
 from bentos.settings import GatewaySettings
@@ -225,6 +226,7 @@ ADMIN = [Depends(require_admin)]
 class Gateway:
     def __init__(self) -> None:
         self._configure(GatewaySettings())
+        self.featurizer.start()  # its processes warm up while this one does
         audio.warm_up()  # librosa's numba JIT: seconds on the first call, so not on a request
         log.info("gateway ready to serve; Triton at %s", self.settings.triton_url)
 
@@ -245,6 +247,12 @@ class Gateway:
         self.uploads = Admission("judge", self.settings.judge_max_concurrent, self.settings.judge_max_queued,
                                  self.settings.retry_after_s)
         """Sets being judged (/ai/judge/analyze and /ai/judge/battle share it)."""
+        self.featurizer: Featurizer = (
+            ProcessFeaturizer(self.settings.judge_max_concurrent, self.settings.judge_feature_nice,
+                              self.settings.judge_feature_timeout_s, self.settings.retry_after_s)
+            if self.settings.judge_feature_processes else ThreadFeaturizer()
+        )
+        """Where admitted sets are decoded and featurised: as many processes as there are slots."""
         self.catalogue = Catalogue.load(self.settings.catalogue_file, self.settings.users_file)
         self.restarts = metrics.RestartsExport(self.settings.supervision_file)
         self.predictions = PredictionStore.from_settings(self.settings)
@@ -252,6 +260,10 @@ class Gateway:
         mount_admin(self.settings.admin_token is not None)
         if self.settings.admin_token is None:
             log.info("the admin API (%s/*) is not mounted: set %s to enable it", api.ADMIN_PREFIX, api.ADMIN_TOKEN_ENV)
+
+    @bentoml.on_shutdown
+    def _stop_featurizer(self) -> None:
+        self.featurizer.close()  # they would also exit on their own once this process's end of the pipe closes
 
     def _record(self, request: Request, family: str, version: int, inputs_sha256: str, outputs: dict) -> None:
         """Log one answered model request under its X-Request-ID (never raises)."""
@@ -301,7 +313,7 @@ class Gateway:
             battle_id, genre, tracks = body.battle_id, body.genre, body.tracks
         genre = judge.check_genre(genre)
         source = judge.open_set(data, self.limits, declared)
-        sheet = await judge.score_set(self.backend, source, battle_id, genre, tracks, _pin(request))
+        sheet = await judge.score_set(self.backend, self.featurizer, source, battle_id, genre, tracks, _pin(request))
         self._record(request, "judge", sheet.model_versions["judge"], await _digest(data), {"overall_score": sheet.overall_score})
         return sheet
 
@@ -323,7 +335,7 @@ class Gateway:
         datas = [_b64(s.audio_data.base64, f"sets[{i}].audioData.base64") for i, s in enumerate(body.sets)]
         sources = [judge.open_set(data, self.limits, s.audio_data.format) for data, s in zip(datas, body.sets)]
         sheets = await asyncio.gather(
-            *(judge.score_set(self.backend, src, body.battle_id, genre, s.tracks, pin) for src, s in zip(sources, body.sets))
+            *(judge.score_set(self.backend, self.featurizer, src, body.battle_id, genre, s.tracks, pin) for src, s in zip(sources, body.sets))
         )
         a, b = sheets
         margin = abs(a.overall_score - b.overall_score)

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from djserve.api import ADMIN_TOKEN_ENV
 from djserve.settings import PROJECT_ROOT
+from djserve.specs.base import BACKGROUND_NICE
 from djserve.supervision import SUPERVISION_FILE
 
 DATA = Path(__file__).parent / "data"
@@ -90,6 +91,16 @@ class GatewaySettings(BaseSettings):
     while it decodes, and chat and live beats need the rest for their 100 ms p95."""
     judge_max_queued: int = Field(8, ge=0)
     """Set uploads that wait, in arrival order, for one of those slots; one more is refused (429)."""
+    judge_feature_processes: bool = True
+    """Decode and featurise uploaded sets in child processes (one per judge_max_concurrent slot, ~270 MiB
+    each) at a lower CPU priority, so they neither hold this worker's interpreter lock nor take the cores
+    from chat and live beats (bentos.featurizer). False: in this worker's threads."""
+    judge_feature_nice: int = Field(BACKGROUND_NICE, ge=0, le=19)
+    """How much lower those processes' CPU priority is (nice increment); the judge's models in Triton
+    run this much lower too (ModelSpec.background)."""
+    judge_feature_timeout_s: float = Field(60.0, gt=0)
+    """A featurizer process that takes longer than this over one window is killed and replaced; its set
+    is answered 503 with Retry-After."""
 
     # MLOps: admin API, shadow traffic, prediction log, drills.
     admin_token: Optional[SecretStr] = Field(None, validation_alias=ADMIN_TOKEN_ENV)

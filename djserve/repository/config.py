@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from djserve.specs.base import ModelSpec, TensorSpec
+from djserve.specs.base import BACKGROUND_NICE, CPU_NICE_PARAMETER, ModelSpec, TensorSpec
 
 #: Backend options the native onnxruntime backend reads; our python-based stand-in reads them too.
 ONNX_PARAMETERS = {"intra_op_thread_count": "2", "inter_op_thread_count": "1"}
@@ -37,6 +37,8 @@ def build_config(spec: ModelSpec) -> mc.ModelConfig:
         else:
             cfg.platform = "onnxruntime_onnx"
             parameters = {**ONNX_PARAMETERS, **parameters}
+            if spec.background:
+                parameters[CPU_NICE_PARAMETER] = str(BACKGROUND_NICE)
         cfg.version_policy.latest.num_versions = spec.versions_kept
         if spec.batching.dynamic:
             cfg.dynamic_batching.SetInParent()  # present even when every field is a default (delay 0)

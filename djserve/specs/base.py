@@ -73,6 +73,13 @@ class Batching:
     serialises calls that Triton's instances would run side by side (0.85x measured)."""
 
 
+#: How much lower the CPU priority of upload work is (nice increment): background models' Triton
+#: instances and the gateway's featurizer processes.
+BACKGROUND_NICE = 10
+CPU_NICE_PARAMETER = "cpu_nice"
+"""The config.pbtxt parameter a background model's nice increment is rendered into."""
+
+
 #: Placement of small models, whose cost is per-request overhead rather than FLOPs: two
 #: single-threaded instances overlap one batch's Python/gRPC work with another's compute
 #: (+18% for sentiment, +23% for recommender pairs at concurrency 16; loadtest/RESULTS.md).
@@ -111,6 +118,11 @@ class ModelSpec:
     function of its inputs and whose inputs repeat (chat lines, one user's recommendations). Entries
     are keyed by model, version and the inputs' bytes, so a promoted version never answers from
     another version's entries. Served only where the server has a cache (TritonSettings.response_cache_mb)."""
+    background: bool = False
+    """Serves uploads, not real-time traffic: on a CPU its instances run BACKGROUND_NICE lower in CPU
+    priority (config parameter CPU_NICE_PARAMETER, read by the python-based onnxruntime backend), so
+    under load the kernel gives the cores to chat, live beats and recommendations first. A GPU
+    (the native backend) ignores it."""
     steps: tuple[EnsembleStep, ...] = ()
     parity_axes: tuple[Mapping[str, int], ...] = ({},)
     """Dynamic-axis sizes of the random batches the exporter's parity check runs."""

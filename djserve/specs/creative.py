@@ -45,5 +45,6 @@ SPEC = ModelSpec(
     batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
     description="Creative analysis: selection, energy flow, genre mixing, originality",
     decisions=__doc__ or "",
+    background=True,  # window by window of uploaded sets
     parity_axes=({"steps": 16, "tokens": 8}, {"steps": 64, "tokens": 1}, {"steps": 3, "tokens": 24}),
 )

@@ -39,5 +39,6 @@ SPEC = ModelSpec(
     batching=Batching(max_batch_size=16, max_queue_delay_us=0),
     description="AI Judge: four component scores of a DJ set window",
     decisions=__doc__ or "",
+    background=True,  # window by window of uploaded sets
     parity_axes=({"frames": 64, "steps": 8}, {"frames": 1024, "steps": 64}, {"frames": 200, "steps": 1}),
 )

@@ -33,5 +33,6 @@ SPEC = ModelSpec(
     batching=Batching(max_batch_size=16, preferred_batch_sizes=(4, 8, 16), max_queue_delay_us=2000),
     description="Technical performance: beat matching, alignment, transitions, pitch",
     decisions=__doc__ or "",
+    background=True,  # window by window of uploaded sets
     parity_axes=({"frames": 64, "steps": 8}, {"frames": 256, "steps": 32}, {"frames": 36, "steps": 1}),
 )

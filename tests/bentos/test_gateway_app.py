@@ -63,6 +63,7 @@ def make(tmp_path):
         client.portal.call(gw.backend.shadow.close)
         client.__exit__(None, None, None)
         gw.predictions.close()
+        gw.featurizer.close()
         set_current_service(previous)
 
 

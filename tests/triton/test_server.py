@@ -29,6 +29,7 @@ from djserve.triton.backends import (
     server_environment,
 )
 from djserve.process import free_port
+from djserve.specs.base import BACKGROUND_NICE, CPU_NICE_PARAMETER
 from djserve.triton.server import SHM_DIR, SHM_PREFIX, TritonServer, TritonSettings, TritonStartError
 from tests.conftest import skip_without_tritonserver
 
@@ -119,6 +120,9 @@ def server(workdir):
     add_model(repo, "tiny", tiny_onnx())
     add_model(repo, "gather", gather_onnx(), kind="gather")
     add_model(repo, "broken", b"this is not an onnx model")
+    add_model(repo, "background", tiny_onnx())
+    with (repo / "background" / "config.pbtxt").open("a") as f:
+        f.write(f'parameters {{ key: "{CPU_NICE_PARAMETER}" value {{ string_value: "{BACKGROUND_NICE}" }} }}\n')
     with TritonServer(settings_for(repo, workdir, strict_readiness=False)) as srv:
         yield srv
 
@@ -159,6 +163,25 @@ def test_model_answers_over_grpc_and_http(server, grpc):
         client.close()
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, x * 2 + 1)
+
+
+def test_a_background_model_runs_at_a_lower_cpu_priority_and_the_others_do_not(server, grpc):
+    """A spec with background=True renders cpu_nice; the python-based backend's stub (every thread of
+    it, ONNX Runtime's pool included) takes it, so uploads yield the cores to real-time models."""
+    x = grpcclient.InferInput("x", [1, 4], "FP32")
+    x.set_data_from_numpy(np.ones((1, 4), np.float32))
+    for model in ("tiny", "background"):
+        grpc.infer(model, [x])  # both loaded and have run
+
+    def thread_nices(model: str) -> set[int]:
+        stub = next(p for p in psutil.Process(server.pid).children(recursive=True)
+                    if f"/{model}/1/model.onnx" in " ".join(p.cmdline()))
+        return {int(Path(f"/proc/{stub.pid}/task/{t.id}/stat").read_text().rsplit(")", 1)[1].split()[16])
+                for t in stub.threads()}
+
+    base = os.getpriority(os.PRIO_PROCESS, server.pid)
+    assert thread_nices("tiny") == {base}
+    assert thread_nices("background") == {base + BACKGROUND_NICE}
 
 
 def test_metrics_served_on_their_port(server, grpc):

@@ -37,6 +37,11 @@ class TritonPythonModel:
 
         # Same keys as the native backend's `parameters { key: "intra_op_thread_count" ... }`.
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        # A model that serves uploads yields the cores to real-time ones (djserve's `cpu_nice`, set
+        # for background specs). Every thread of the stub (a nice value is per thread on Linux), and
+        # before the session exists, so ONNX Runtime's pool inherits it.
+        if params.get("cpu_nice", "").strip():
+            _lower_cpu_priority(int(params["cpu_nice"]))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         for key, attr in (("intra_op_thread_count", "intra_op_num_threads"),
@@ -139,3 +144,16 @@ def _to_str(value) -> str:
 
 def _error(message: str):
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))
+
+
+def _lower_cpu_priority(increment: int) -> None:
+    """djserve.process.lower_cpu_priority: this file runs in Triton's stub and imports no djserve."""
+    tasks = "/proc/self/task"
+    if not os.path.isdir(tasks):
+        os.nice(increment)
+        return
+    for tid in map(int, os.listdir(tasks)):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        except ProcessLookupError:
+            pass
