@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import AsyncIterator, Protocol
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bentos import audio
 from bentos.errors import GatewayError
@@ -395,6 +396,7 @@ def _featurise(sock: socket.socket, data: bytes, fmt: str, limits: audio.AudioLi
 
 def main(fd: int, nice: int) -> None:
     lower_cpu_priority(nice)
+    threadpool_limits(1, user_api="blas")  # as the gateway worker: a background job needs no BLAS pool
     sock = socket.socket(fileno=fd)
     audio.warm_up()
     _send(sock, ("ready",))
