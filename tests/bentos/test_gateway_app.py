@@ -530,6 +530,23 @@ def test_live_beats_finds_the_clicks_of_a_chunk_and_keeps_a_stream_on_one_versio
     assert others == {1, 2}
 
 
+def test_a_second_of_live_audio_is_analysed_on_the_event_loop_and_a_long_chunk_off_it(make, clicks, monkeypatch):
+    """Short chunks skip the thread handoff (it cost them the interpreter lock twice); a 5 s chunk would
+    hold the loop for every other request, so it goes to the live pool."""
+    import threading
+
+    from bentos import live
+    from loadtest.samples import click_track, encode
+
+    threads, real = [], live._beat_mel
+    monkeypatch.setattr(live, "_beat_mel", lambda source: threads.append(threading.current_thread().name) or real(source))
+    gw, client = make()
+    for chunk in (clicks["chunk"], encode(click_track(120, 5.0))):
+        r = client.post(api.LIVE_BEATS_ROUTE, json={"streamId": "s", "audioData": {"base64": b64(chunk)}})
+        assert r.status_code == 200 and len(r.json()["beats"]) >= 3, r.text
+    assert not threads[0].startswith("live-features") and threads[1].startswith("live-features"), threads
+
+
 def test_recommendations_are_ranked_and_limited(make):
     gw, client = make(max_recommendations=4)
     r = client.post(api.RECOMMENDATIONS_ROUTE, json={"userId": "test-user-123", "limit": 10})
