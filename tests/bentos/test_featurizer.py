@@ -67,12 +67,14 @@ def test_a_child_process_computes_the_windows_and_tempo_the_thread_path_computes
 
     got, tempo, niceness = run_with({}, scenario)
     assert len(expected) == 3 and [w.index for w in got] == [0, 1, 2]
+    # The child runs one BLAS thread, this process maybe more: the same sums in another order.
     for a, b in zip(got, expected):
-        np.testing.assert_array_equal(a.audio_features, b.audio_features)
-        np.testing.assert_array_equal(a.mixing_features, b.mixing_features)
-        np.testing.assert_array_equal(a.onset_envelope, b.onset_envelope)
+        np.testing.assert_allclose(a.audio_features, b.audio_features, atol=1e-6)
+        np.testing.assert_allclose(a.mixing_features, b.mixing_features, atol=1e-6)
+        np.testing.assert_allclose(a.onset_envelope, b.onset_envelope, atol=1e-5)
         assert a.start_s == b.start_s
-    assert tempo == expected_tempo and tempo[0] > 0
+    assert tempo[0] == pytest.approx(expected_tempo[0], abs=0.01) and tempo[0] > 0
+    np.testing.assert_allclose(tempo[1], expected_tempo[1], atol=0.001)
     assert niceness == {NICE}  # every thread: uploads yield the cores to chat and live beats
 
 
