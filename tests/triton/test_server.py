@@ -490,14 +490,20 @@ class _Request:
         return []
 
 
-def test_execute_batches_groups_and_isolates_errors(tmp_path, monkeypatch):
+@pytest.fixture
+def backend_model(tmp_path, monkeypatch):
+    """The python-based onnxruntime backend's module, with a fake pb_utils, and a gather model at tmp_path/1."""
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakePbUtils)
     spec = importlib.util.spec_from_file_location("djserve_onnx_backend_model", MODEL_PY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "model.onnx").write_bytes(gather_onnx())
+    return module
+
+
+def test_execute_batches_groups_and_isolates_errors(tmp_path, backend_model):
+    module = backend_model
     config = {"name": "gather", "max_batch_size": 8,
               "input": [{"name": "idx", "data_type": "TYPE_INT64"}],
               "output": [{"name": "val", "data_type": "TYPE_FP64"}],  # cast from the graph's float32
@@ -526,15 +532,11 @@ def test_execute_batches_groups_and_isolates_errors(tmp_path, monkeypatch):
     assert batch_sizes == [1, 1, 2, 2, 4]
 
 
-def test_idle_intra_op_threads_do_not_spin_unless_the_config_asks(tmp_path, monkeypatch):
+def test_idle_intra_op_threads_do_not_spin_unless_the_config_asks(tmp_path, backend_model):
     """Spinning ORT threads burned ~46 ms of a core per call of the 0.2 ms beat tracker on a shared CPU."""
-    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakePbUtils)
-    spec = importlib.util.spec_from_file_location("djserve_onnx_backend_model", MODEL_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "model.onnx").write_bytes(gather_onnx())
     import json
+
+    module = backend_model
 
     def spinning(parameters: dict) -> str:
         config = {"name": "gather", "max_batch_size": 8, "input": [{"name": "idx", "data_type": "TYPE_INT64"}],
