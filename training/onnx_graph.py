@@ -22,5 +22,14 @@ class OnnxGraph:
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        return self.outputs(*arrays)[0]
+
+    def outputs(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Every output of the spec, in its order."""
         feeds = {t.name: np.asarray(a, dtype=t.numpy_dtype) for t, a in zip(self.spec.inputs, arrays, strict=True)}
-        return self.session.run(self.spec.output_names[:1], feeds)[0]
+        return self.session.run(self.spec.output_names, feeds)
+
+    def predict(self, inputs, batch_size: int | None = None, verbose: int = 0) -> np.ndarray:
+        """Keras' `model.predict(inputs)`, for evaluation code written against a Keras model (whose
+        inputs are in the spec's order)."""
+        return self(*inputs)

@@ -114,6 +114,13 @@ def test_keras_trainers_learn_deterministically_and_save_an_exportable_model(fam
     evaluation = module.evaluate(first, data, no_progress)
     assert evaluation.headline == "overall.r2" and np.isfinite(evaluation.headline_value)
     assert any(r.subset.startswith("pairs.") for r in evaluation.rows)
+    # the exported graph is scored like the checkpoint (what `--quantize int8` is judged against)
+    from exporters.isolated import export_isolated
+    from tests.conftest import copy_committed_repository
+
+    result = export_isolated(family, copy_committed_repository(tmp_path / "repo"), checkpoint=first)
+    graph = module.evaluate(first, data, no_progress, onnx_model=result.path / "model.onnx")
+    assert graph.headline_value == pytest.approx(evaluation.headline_value, abs=1e-4)
 
 
 def test_creative_calibration_shrinks_what_the_data_does_not_determine():

@@ -35,6 +35,7 @@ from djserve.specs import beat_tracker as spec_module
 from training.base import Dataset, EpochLog, Evaluation, MetricRow, Progress, no_progress
 from training.datasets import beats as beat_data
 from training.datasets import store
+from training.onnx_graph import OnnxGraph
 from training.trainers.keras_fit import configure_tensorflow
 
 FAMILY = "beat_tracker"
@@ -275,13 +276,29 @@ def predictor(model) -> Callable[[np.ndarray], tuple[np.ndarray, float]]:
 METRICS = ("f_measure", "cmlt", "amlt", "tempo_acc1", "tempo_acc2")
 
 
-def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress) -> Evaluation:
+def graph_predictor(graph: OnnxGraph) -> Callable[[np.ndarray], tuple[np.ndarray, float]]:
+    """`predictor` for an exported graph."""
+
+    def run(mel: np.ndarray) -> tuple[np.ndarray, float]:
+        act, prob = graph.outputs(mel[np.newaxis])
+        return act[0, :, 0], float(prob[0, 0])
+
+    return run
+
+
+EVALUATES_ONNX = True
+"""`evaluate` can score an exported graph instead of the checkpoint's model (INT8 acceptance)."""
+
+
+def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress, onnx_model: Path | None = None) -> Evaluation:
+    """Held-out clips through the model (`onnx_model`: that exported graph instead) and the decoder."""
     configure_tensorflow(0, 2)
     import warnings
 
     from exporters.keras_onnx import load_keras
 
-    predict = predictor(load_keras(SPEC, Path(checkpoint)))
+    predict = (graph_predictor(OnnxGraph(onnx_model, SPEC, threads=2)) if onnx_model
+               else predictor(load_keras(SPEC, Path(checkpoint))))
     held: beat_data.BeatSplit = data.splits["heldout"]
     per_clip: list[dict] = []
     timing = {"model_s": 0.0, "decode_s": 0.0, "librosa_s": 0.0}

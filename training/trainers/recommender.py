@@ -32,6 +32,7 @@ from exporters.torch_onnx import load_torch
 from training.base import Dataset, EpochLog, Evaluation, MetricRow, Progress, no_progress
 from training.datasets.interactions import GENERATOR_VERSION, Split, World, WorldParams, generate, summary
 from training.metrics import hit_rate_at_k, ndcg_at_k
+from training.onnx_graph import OnnxGraph
 
 FAMILY = "recommender"
 FRAMEWORK = "pytorch"
@@ -301,15 +302,33 @@ def _epoch_rows(pos_user: np.ndarray, pos_item: np.ndarray, trainable: np.ndarra
 # ---- evaluate ---------------------------------------------------------------------------------
 
 
-def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress) -> Evaluation:
+class _GraphModel:
+    """An exported graph called like the torch model (`_model_scores` passes tensors, reads a tensor)."""
+
+    def __init__(self, graph: OnnxGraph) -> None:
+        self.graph = graph
+
+    def eval(self) -> "_GraphModel":
+        return self
+
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.graph(*(t.numpy() for t in tensors)))
+
+
+EVALUATES_ONNX = True
+"""`evaluate` can score an exported graph instead of the checkpoint's model (INT8 acceptance)."""
+
+
+def evaluate(checkpoint: Path, data: Dataset, progress: Progress = no_progress, onnx_model: Path | None = None) -> Evaluation:
     """Held-out ranking: each training user with held-out likes ranks the whole catalogue, less the
     battles they watched before the held-out period; baselines: training-period like counts, and
-    random orders (mean of RANDOM_SHUFFLES seeded ones)."""
+    random orders (mean of RANDOM_SHUFFLES seeded ones). `onnx_model`: that exported graph ranks."""
     torch.set_num_threads(1)
     heldout: Split = data.splits["heldout"]
     world = heldout.world
     history = [data.splits["train"], data.splits["val"]]
-    model = load_torch(SPEC, build_model, checkpoint, seed=0)  # exactly what `djserve export` loads
+    model = (_GraphModel(OnnxGraph(onnx_model, SPEC, threads=1)) if onnx_model
+             else load_torch(SPEC, build_model, checkpoint, seed=0))  # exactly what `djserve export` loads
     user_ids = np.array([user_bucket(u) for u in world.users.ids])
     item_ids = np.array([item_bucket(b) for b in world.battles.ids])
     n = len(world.battles)

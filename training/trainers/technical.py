@@ -19,6 +19,7 @@ import numpy as np
 from djserve.specs import technical as spec_module
 from djserve.specs.labels import TECHNICAL_WEIGHTS
 from training.base import Dataset, EpochLog, Evaluation, Progress
+from training.onnx_graph import OnnxGraph
 from training.trainers import clips
 from training.trainers.keras_fit import KerasConfig, configure_tensorflow, fit_keras, predict_windows, save_model, spans
 
@@ -98,11 +99,16 @@ def fit(data: Dataset, config: KerasConfig, seed: int, out_dir: Path, log: Epoch
     return save_model(model, out_dir / f"{FAMILY}.keras")
 
 
-def evaluate(checkpoint: Path, data: Dataset, progress: Progress) -> Evaluation:
+EVALUATES_ONNX = True
+"""`evaluate` can score an exported graph instead of the checkpoint's model (INT8 acceptance)."""
+
+
+def evaluate(checkpoint: Path, data: Dataset, progress: Progress, onnx_model: Path | None = None) -> Evaluation:
+    """Whole held-out windows through the whole network; `onnx_model`: that exported graph instead."""
     configure_tensorflow(0, 2)
     from exporters.keras_onnx import load_keras
 
-    model = load_keras(spec_module.SPEC, Path(checkpoint))
+    model = OnnxGraph(onnx_model, spec_module.SPEC, threads=2) if onnx_model else load_keras(spec_module.SPEC, Path(checkpoint))
     held = data.splits["heldout"]
     progress(f"scoring {len(held)} held-out windows")
     pred = predict_windows(model, _inputs, held, "technical", HEADS)
