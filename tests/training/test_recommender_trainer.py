@@ -109,15 +109,8 @@ def test_held_out_targets_exclude_what_the_user_already_watched(data):
 
 
 def test_an_exported_graph_is_scored_like_its_checkpoint_and_int8_is_scored_too(trained, data, tmp_path):
-    """What `djserve export recommender --quantize int8` relies on: the held-out evaluation can score an
-    exported graph, the FP32 one reproduces the checkpoint's figure, and an INT8 graph gets its own."""
-    from djserve.mlops.quantize import quantize_int8
-    from exporters.isolated import export_isolated
-    from tests.conftest import copy_committed_repository
+    """What `djserve export recommender --quantize int8` relies on."""
+    from tests.training.graph_scoring import check_exported_graphs_are_scored
 
     ckpt, ev = trained[0], trained[1]
-    result = export_isolated("recommender", copy_committed_repository(tmp_path / "repo"), checkpoint=ckpt)
-    fp32 = R.evaluate(ckpt, data, onnx_model=result.path / "model.onnx").metrics
-    assert fp32[HEADLINE] == pytest.approx(ev.metrics[HEADLINE], abs=1e-4)
-    int8 = R.evaluate(ckpt, data, onnx_model=quantize_int8(result.path / "model.onnx", tmp_path / "int8.onnx")).metrics
-    assert np.isfinite(int8[HEADLINE]) and abs(int8[HEADLINE] - fp32[HEADLINE]) < 0.2, (fp32[HEADLINE], int8[HEADLINE])
+    check_exported_graphs_are_scored("recommender", R.evaluate, ckpt, data, ev.metrics, HEADLINE, tmp_path)
