@@ -30,7 +30,7 @@ import pickle
 import socket
 import subprocess
 import sys
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator, Protocol
 
@@ -66,7 +66,8 @@ class Featurizer(Protocol):
 
     def close(self) -> None: ...
 
-    def open(self, source: audio.AudioSource) -> "AsyncIterator[WindowStream]": ...
+    def open(self, source: audio.AudioSource) -> AbstractAsyncContextManager[WindowStream]:
+        """The set's windows while the block runs; the featurizer is free for another set after it."""
 
 
 class FeaturizerLost(GatewayError):
